@@ -1,0 +1,34 @@
+"""python -m micrograd_fast demo | bench | run script.py [args...]"""
+import sys
+
+USAGE = """usage: python -m micrograd_fast COMMAND [args...]
+
+commands:
+  demo                 train micrograd's moons MLP and report loss, accuracy and time
+  bench                time the engines side by side and print the table
+  run SCRIPT [args]    run an unmodified micrograd script with micrograd served by micrograd_fast
+
+`python -m micrograd_fast COMMAND --help` describes each command.
+"""
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE, end="")
+        return 0
+    command, rest = argv[0], argv[1:]
+    if command == "demo":
+        from .demo import main as run
+    elif command == "bench":
+        from .benchmark import main as run
+    elif command == "run":
+        from .dropin import run_main as run
+    else:
+        print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
+        return 2
+    return run(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,5 @@
+"""python -m micrograd_fast bench (placeholder)."""
+
+
+def main(argv=None):
+    raise SystemExit("bench: not built yet")

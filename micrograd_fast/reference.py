@@ -1,0 +1,343 @@
+"""The pure-Python engine: the spec, the fallback and the test oracle.
+
+It reads like micrograd's engine.py and gives micrograd's numbers, with four deliberate changes:
+
+* backward() sorts the graph without recursion, so graphs of any depth work;
+* the order of that sort is fixed -- newest node first, by creation number -- so both engines
+  add gradient contributions in exactly the same order and agree to the last bit;
+* each node's local backward is a plain function of the node (no closure), so graphs hold no
+  reference cycles and are freed as soon as they are dropped;
+* data and grad are always Python floats, and a non-number is a TypeError.
+
+The compiled engine (micrograd_fast._engine) must behave exactly like this module.
+"""
+import itertools
+import math
+import numbers
+
+__all__ = ["Value", "dot", "sum_values"]
+
+_creation = itertools.count(1)  # creation number of every node: the order backward() follows
+
+
+def _real(x, what="data"):
+    """float(x) for real numbers only: strings and other non-numbers are a TypeError."""
+    if type(x) is float:
+        return x
+    if isinstance(x, (str, bytes, bytearray)):
+        raise TypeError(f"Value {what} must be a real number, not {type(x).__name__!r}")
+    try:
+        return float(x)
+    except TypeError:
+        raise TypeError(f"Value {what} must be a real number, not {type(x).__name__!r}") from None
+
+
+def _number(x):
+    """float(x) for a real number, None for anything else."""
+    if isinstance(x, (str, bytes, bytearray)):
+        return None
+    try:
+        return float(x)
+    except TypeError:
+        return None
+
+
+def _operand(other):
+    """other as a Value, or None when it is not a number (the operator then returns NotImplemented)."""
+    if isinstance(other, Value):
+        return other
+    x = _number(other)
+    return None if x is None else Value(x)
+
+
+def _pow(x, k):
+    """Python's float power, except that a complex result is a ValueError (as math.pow)."""
+    r = x ** k
+    if type(r) is complex:
+        raise ValueError("negative number cannot be raised to a fractional power")
+    return r
+
+
+def _exponent_text(k):
+    # micrograd names the node f'**{other}': '**2' for an int, '**0.5' for a float
+    return str(int(k)) if isinstance(k, numbers.Integral) else repr(float(k))
+
+
+def _sigmoid(x):
+    # both branches call exp on a non-positive number, so neither can overflow
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+class Value:
+    """A scalar that remembers how it was made, so that backward() can find its gradient."""
+
+    def __init__(self, data, _children=(), _op='', label=''):
+        self.data = data
+        self.grad = 0.0
+        for child in _children:
+            if not isinstance(child, Value):
+                raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
+        self._children = tuple(_children)  # ordered, repeats kept: a + a feeds a twice
+        self._op = _op  # the op that produced this node, for graphviz / debugging
+        self.label = label
+        self._local = None  # built-in ops: a function f(out) that runs out's local backward
+        self._py = None  # a user's backward callable (out._backward = fn)
+        self._k = 0.0  # the op's constant: the exponent of x**k
+        self._seq = next(_creation)
+
+    @classmethod
+    def _node(cls, data, children, op, local, k=0.0):
+        # the result of a built-in op: skips __init__'s checks, always a plain Value (as micrograd)
+        out = Value.__new__(Value)
+        out._data, out._grad = data, 0.0
+        out._children, out._op, out.label = children, op, ''
+        out._local, out._py, out._k = local, None, k
+        out._seq = next(_creation)
+        return out
+
+    # ---- data and grad are floats ----
+    @property
+    def data(self):
+        return self._data
+
+    @data.setter
+    def data(self, x):
+        self._data = _real(x)
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, x):
+        self._grad = _real(x, "grad")
+
+    @property
+    def _prev(self):
+        return set(self._children)
+
+    @property
+    def _backward(self):
+        """This node's local backward: adds its contribution to its children's grads."""
+        return self._py if self._py is not None else self._run_local
+
+    @_backward.setter
+    def _backward(self, fn):
+        if not callable(fn):
+            raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
+        self._py = fn
+
+    def _run_local(self):
+        if self._local is not None:
+            self._local(self)
+
+    # ---- the operators micrograd has ----
+    def __add__(self, other):
+        other = _operand(other)
+        if other is None:
+            return NotImplemented
+        return self._node(self.data + other.data, (self, other), '+', _add_backward)
+
+    def __mul__(self, other):
+        other = _operand(other)
+        if other is None:
+            return NotImplemented
+        return self._node(self.data * other.data, (self, other), '*', _mul_backward)
+
+    def __pow__(self, other):
+        if isinstance(other, Value):  # beyond micrograd: a Value exponent
+            return self._node(_pow(self.data, other.data), (self, other), '**', _vpow_backward)
+        k = _number(other)
+        if k is None:
+            return NotImplemented
+        return self._node(_pow(self.data, k), (self,), f'**{_exponent_text(other)}',
+                          _pow_backward, k)
+
+    def __rpow__(self, other):  # other ** self
+        other = _operand(other)
+        if other is None:
+            return NotImplemented
+        return other ** self
+
+    def relu(self):
+        x = self.data
+        return self._node(0.0 if x < 0 else x, (self,), 'ReLU', _relu_backward)
+
+    def tanh(self):
+        return self._node(math.tanh(self.data), (self,), 'tanh', _tanh_backward)
+
+    def exp(self):
+        return self._node(math.exp(self.data), (self,), 'exp', _exp_backward)
+
+    def log(self):
+        return self._node(math.log(self.data), (self,), 'log', _log_backward)
+
+    def sigmoid(self):
+        return self._node(_sigmoid(self.data), (self,), 'sigmoid', _sigmoid_backward)
+
+    # ---- derived operators: the same graph shapes as micrograd ----
+    def __neg__(self):  # -self
+        return self * -1
+
+    def __radd__(self, other):  # other + self
+        return self + other
+
+    def __sub__(self, other):  # self - other
+        if not isinstance(other, Value) and _number(other) is None:
+            return NotImplemented
+        return self + (-other)
+
+    def __rsub__(self, other):  # other - self
+        if _number(other) is None:
+            return NotImplemented
+        return other + (-self)
+
+    def __rmul__(self, other):  # other * self
+        return self * other
+
+    def __truediv__(self, other):  # self / other
+        if isinstance(other, Value):
+            return self * other**-1
+        x = _number(other)
+        if x is None:
+            return NotImplemented
+        return self * _pow(x, -1.0)  # micrograd: other**-1 on the plain number
+
+    def __rtruediv__(self, other):  # other / self
+        if _number(other) is None:
+            return NotImplemented
+        return other * self**-1
+
+    def backward(self):
+        # topological order: every node reachable from self, found without recursion, then
+        # newest first -- a node is always created after its children, so that order is valid
+        topo, stack, seen = [], [self], {self}
+        while stack:
+            v = stack.pop()
+            topo.append(v)
+            for child in v._children:
+                if child not in seen:
+                    seen.add(child)
+                    stack.append(child)
+        topo.sort(key=lambda v: v._seq, reverse=True)
+
+        # go one node at a time and apply the chain rule to get its children's gradients
+        self.grad = 1.0
+        for v in topo:
+            v._backward()
+
+    def __repr__(self):
+        return f"Value(data={self.data}, grad={self.grad})"
+
+
+# ---- local backward of each built-in op: out's grad flows into its children ----
+
+def _add_backward(out):
+    a, b = out._children
+    a.grad += out.grad
+    b.grad += out.grad
+
+
+def _mul_backward(out):
+    a, b = out._children
+    a.grad += b.data * out.grad
+    b.grad += a.data * out.grad
+
+
+def _pow_backward(out):  # d/dx x**k = k * x**(k-1)
+    (a,) = out._children
+    k = out._k
+    a.grad += (k * _pow(a.data, k - 1)) * out.grad
+
+
+def _vpow_backward(out):  # d/da a**b = b * a**(b-1);  d/db a**b = a**b * log(a)
+    a, b = out._children
+    x, y = a.data, b.data
+    a.grad += (y * _pow(x, y - 1)) * out.grad
+    if x > 0:
+        dy = out.data * math.log(x)
+    else:  # as torch: 0 where a == 0 and b >= 0, undefined (nan) where a < 0
+        dy = 0.0 if (x == 0 and y >= 0) else math.nan
+    b.grad += dy * out.grad
+
+
+def _relu_backward(out):
+    (a,) = out._children
+    a.grad += (out.data > 0) * out.grad
+
+
+def _tanh_backward(out):  # d tanh = 1 - tanh**2
+    (a,) = out._children
+    t = out.data
+    a.grad += (1 - t * t) * out.grad
+
+
+def _exp_backward(out):  # d exp = exp
+    (a,) = out._children
+    a.grad += out.data * out.grad
+
+
+def _log_backward(out):  # d log x = 1 / x
+    (a,) = out._children
+    a.grad += out.grad / a.data
+
+
+def _sigmoid_backward(out):  # d s = s * (1 - s)
+    (a,) = out._children
+    s = out.data
+    a.grad += (s * (1 - s)) * out.grad
+
+
+def _dot_backward(out):
+    bias, *rest = out._children
+    n = len(rest) // 2
+    bias.grad += out.grad
+    for w, x in zip(rest[:n], rest[n:]):
+        w.grad += x.data * out.grad
+        x.grad += w.data * out.grad
+
+
+def _sum_backward(out):
+    for child in out._children:
+        child.grad += out.grad
+
+
+# ---- fused helpers: one node, the same numbers as the unfused expression ----
+
+def dot(ws, xs, bias):
+    """bias + w0*x0 + w1*x1 + ... as ONE node ('dot'), summed left to right from bias.
+
+    Exactly the numbers of micrograd's Neuron, ``sum((wi*xi for wi, xi in zip(w, x)), b)``,
+    with one node instead of 2n. Pairs stop at the shorter of ws and xs, as zip does.
+    """
+    pairs = []
+    for w, x in zip(ws, xs):
+        w, x = _operand(w), _operand(x)
+        if w is None or x is None:
+            raise TypeError("dot() takes Values or real numbers")
+        pairs.append((w, x))
+    bias = _operand(bias)
+    if bias is None:
+        raise TypeError("dot() takes Values or real numbers")
+    acc = bias.data
+    for w, x in pairs:
+        acc = acc + w.data * x.data
+    children = (bias, *(w for w, _ in pairs), *(x for _, x in pairs))
+    return Value._node(acc, children, 'dot', _dot_backward)
+
+
+def sum_values(values, start=0):
+    """start + v0 + v1 + ... as ONE node ('sum'): the numbers of the builtin sum(values, start)."""
+    children = []
+    for v in (start, *values):
+        v = _operand(v)
+        if v is None:
+            raise TypeError("sum_values() takes Values or real numbers")
+        children.append(v)
+    acc = children[0].data
+    for v in children[1:]:
+        acc = acc + v.data
+    return Value._node(acc, tuple(children), 'sum', _sum_backward)
