@@ -1,0 +1,631 @@
+# cython: language_level=3, embedsignature=True
+"""The compiled engine: micrograd's Value over a flat C node arena.
+
+A Value is a thin facade holding the index of its node; the numbers, the graph and the gradients
+live in the arena (_arena.pxi), and backward() is one C loop over it (_sweep.pxi). Behaviour,
+numbers and exceptions are those of micrograd_fast/reference.py, which is the spec.
+"""
+cimport cython
+from cpython.exc cimport PyErr_WriteUnraisable
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
+from cpython.long cimport PyLong_AsDouble, PyLong_Check, PyLong_CheckExact
+from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from cpython.object cimport PyObject
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
+from libc.math cimport NAN, log, tanh
+from libc.stdint cimport int32_t, uint32_t, uint64_t
+from libc.stdlib cimport qsort
+from libc.string cimport memset
+
+from micrograd_fast._fmath cimport (F_DOMAIN, F_RANGE, F_ZERO_DIV, py_exp, py_log, py_pow,
+                                    py_sigmoid)
+
+include "_arena.pxi"
+include "_sweep.pxi"
+
+cdef extern from "Python.h":
+    ctypedef int (*visitproc)(PyObject*, void*) noexcept
+    ctypedef int (*traverseproc)(PyObject*, visitproc, void*) noexcept
+    ctypedef int (*inquiry)(PyObject*) noexcept
+    ctypedef int (*setattrofunc)(PyObject*, PyObject*, PyObject*) noexcept
+    ctypedef struct _TypeSlots "PyTypeObject":  # the slots patched at import, see the end
+        traverseproc tp_traverse
+        inquiry tp_clear
+        setattrofunc tp_setattro
+        Py_ssize_t tp_dictoffset
+    void PyType_Modified(_TypeSlots*)
+    void PyObject_GC_Track(void*)
+    void PyObject_GC_UnTrack(void*)
+    int PyObject_GC_IsTracked(PyObject*) noexcept
+    int PyObject_GenericSetAttr(PyObject*, PyObject*, PyObject*) noexcept
+    bint PyIndex_Check(object)
+    PyObject* PyDict_New() except NULL
+
+
+# ---- numbers ---------------------------------------------------------------------------------
+
+cdef int _as_double_slow(object o, double* out) except -1:
+    if isinstance(o, (str, bytes, bytearray)):
+        return 0
+    try:
+        out[0] = float(o)
+    except TypeError:
+        return 0
+    return 1
+
+
+cdef inline int _as_double(object o, double* out) except -1:
+    """1 and out = float(o) for a real number; 0 for anything else (operators: NotImplemented)."""
+    if PyFloat_CheckExact(o):
+        out[0] = PyFloat_AS_DOUBLE(o)
+        return 1
+    if PyLong_CheckExact(o):
+        out[0] = PyLong_AsDouble(o)  # OverflowError for huge ints, as float + int
+        return 1
+    return _as_double_slow(o, out)
+
+
+cdef double _real(object o, str what) except? -1.0:
+    cdef double x
+    if not _as_double(o, &x):
+        raise TypeError(f"Value {what} must be a real number, not {type(o).__name__!r}")
+    return x
+
+
+cdef int _math_error(int err, str msg) except -1:
+    if err == F_ZERO_DIV:
+        raise ZeroDivisionError("0.0 cannot be raised to a negative power")
+    if err == F_DOMAIN:
+        raise ValueError(msg)
+    raise OverflowError(34, "Numerical result out of range") if msg is None else OverflowError(msg)
+
+
+cdef double _power(double x, double k) except? -1.0:
+    cdef double r = 0.0
+    cdef int err = py_pow(x, k, &r)
+    if err:
+        _math_error(err, "negative number cannot be raised to a fractional power")
+    return r
+
+
+# ---- facades ---------------------------------------------------------------------------------
+
+cdef int _uninitialised() except -1:
+    raise AttributeError("this Value has no node: Value.__init__ was not called")
+
+
+cdef inline Value _fresh():
+    """A new facade not yet bound to a node (made first, so a failure cannot orphan a node)."""
+    cdef Value v = Value.__new__(Value)
+    PyObject_GC_UnTrack(<PyObject*>v)  # tracked only once it can be part of a cycle: _track()
+    return v
+
+
+cdef inline Value _own(Value v, Py_ssize_t i):
+    """Bind facade v to node i."""
+    nodes[i].nref += 1
+    facades[i] = <PyObject*>v
+    v._i = i
+    return v
+
+
+cdef Value _facade(Py_ssize_t i):
+    """Node i's live facade, or a new one registered in the node (so identity is stable)."""
+    if facades[i] != NULL:
+        return <Value>facades[i]
+    return _own(_fresh(), i)
+
+
+cdef inline void _track(Value v) noexcept:
+    if not PyObject_GC_IsTracked(<PyObject*>v):
+        PyObject_GC_Track(<PyObject*>v)
+
+
+cdef inline Py_ssize_t _index(Value v) except 0:
+    if v._i == 0:
+        _uninitialised()
+    return v._i
+
+
+cdef Py_ssize_t _operand(object other) except -1:
+    """Node index of a Value operand; a new constant leaf for a number; -1: not a number."""
+    cdef double c
+    if isinstance(other, Value):
+        return _index(<Value>other)
+    if not _as_double(other, &c):
+        return -1
+    return _new_node(OP_LEAF, c, 0, 0)
+
+
+cdef object _binary(Value self, object other, unsigned int op):
+    """self + other or self * other: one node, one facade (plus a leaf for a number)."""
+    cdef Py_ssize_t a = _index(self), b
+    cdef Value out = _fresh()
+    b = _operand(other)
+    if b < 0:
+        return NotImplemented
+    if op == OP_ADD:
+        return _own(out, _new_node(OP_ADD, nodes[a].data + nodes[b].data, a, b))
+    return _own(out, _new_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
+
+
+cdef Py_ssize_t _times_minus_one(Py_ssize_t a) except -1:
+    """The facade-less node a * -1 (micrograd's -a)."""
+    cdef Py_ssize_t c = _new_node(OP_LEAF, -1.0, 0, 0)
+    return _new_node(OP_MUL, nodes[a].data * -1.0, a, c)
+
+
+cdef Py_ssize_t _inverse(Py_ssize_t a) except -1:
+    """The facade-less node a ** -1 (micrograd's division)."""
+    cdef Py_ssize_t i = _new_node(OP_POWK, _power(nodes[a].data, -1.0), a, 0)
+    nodes[i].u.k = -1.0
+    nodes[i].flags = FLAG_INT_K
+    return i
+
+
+cdef Py_ssize_t _unary(Value self, unsigned int op) except -1:
+    cdef Py_ssize_t a = _index(self)
+    cdef double x = nodes[a].data, y = 0.0
+    cdef int err = 0
+    if op == OP_RELU:
+        y = 0.0 if x < 0 else x
+    elif op == OP_TANH:
+        y = tanh(x)
+    elif op == OP_EXP:
+        err = py_exp(x, &y)
+    elif op == OP_LOG:
+        err = py_log(x, &y)
+    else:
+        y = py_sigmoid(x)
+    if err:
+        _math_error(err, "math range error" if op == OP_EXP else "math domain error")
+    return _new_node(op, y, a, 0)
+
+
+cdef Py_ssize_t _fused(unsigned int op, double data, list children) except -1:
+    """An n-ary node over the given child indices."""
+    cdef Py_ssize_t n = len(children), k, c
+    cdef Py_ssize_t i = _new_ext_node(op, data, n)
+    cdef mgf_ext* ext = nodes[i].u.ext
+    for k in range(n):
+        c = children[k]
+        ext.child[k] = <int32_t>c
+        nodes[c].nref += 1
+    return i
+
+
+cdef str _opname(Py_ssize_t i):
+    cdef unsigned int op = nodes[i].op
+    if nodes[i].flags & FLAG_OPNAME:
+        return _opnames[i]
+    if op == OP_ADD:
+        return '+'
+    if op == OP_MUL:
+        return '*'
+    if op == OP_POWK:
+        if nodes[i].flags & FLAG_INT_K:
+            return f"**{int(nodes[i].u.k)}"
+        return f"**{nodes[i].u.k!r}"
+    return ('', '+', '*', '', 'ReLU', 'tanh', 'exp', 'log', 'sigmoid', '**', 'dot', 'sum', '')[op]
+
+
+cdef int _make_python_op(Py_ssize_t i) except -1:
+    """Turn node i into an OP_PY node (its backward becomes a Python callable), keeping its
+    children, its name and its numbers."""
+    cdef unsigned int op = nodes[i].op
+    cdef str name
+    cdef mgf_ext* ext
+    cdef Py_ssize_t n
+    if op == OP_PY:
+        return 0
+    name = _opname(i)
+    if not (nodes[i].flags & FLAG_OPNAME) and name:
+        _opnames[i] = name
+        nodes[i].flags |= FLAG_OPNAME
+    if _is_ext(op):
+        nodes[i].op = OP_PY
+        return 0
+    n = (nodes[i].a != 0) + (nodes[i].b != 0)
+    ext = <mgf_ext*>PyMem_Malloc(MGF_EXT_SIZE(n))
+    if ext == NULL:
+        raise MemoryError()
+    ext.fn = NULL
+    ext.child[0] = nodes[i].a  # the edges (and their nref) move into the block
+    if n == 2:
+        ext.child[1] = nodes[i].b
+    nodes[i].u.ext = ext
+    nodes[i].a = <int32_t>n
+    nodes[i].b = 0
+    nodes[i].op = OP_PY
+    return 0
+
+
+# ---- Value -----------------------------------------------------------------------------------
+
+@cython.freelist(4096)
+cdef class Value:
+    """A scalar that remembers how it was made, so that backward() can find its gradient.
+
+    Value(data, _children=(), _op='', label='') as in micrograd and its lecture. The number and
+    its graph live in the compiled node arena; this object holds only its node's index.
+    """
+    cdef Py_ssize_t _i          # arena slot of this Value's node (0: none, __init__ not run)
+    cdef PyObject* _dict        # instance __dict__, made by the first extra attribute (p.m = 0.0)
+    cdef object __weakref__
+    cdef object _gc_anchor      # unused; an object field makes the type GC-capable (see _track)
+
+    def __init__(self, data, _children=(), _op='', label=''):
+        cdef double x = _real(data, "data")
+        cdef list children = []
+        cdef Py_ssize_t i, old
+        for child in _children:
+            if not isinstance(child, Value):
+                raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
+            children.append(_index(<Value>child))
+        if children:  # hand-built node (lecture style): its backward is whatever is assigned
+            i = _fused(OP_PY, x, children)
+        else:
+            i = _new_node(OP_LEAF, x, 0, 0)
+        if not (type(_op) is str and not _op):
+            _opnames[i] = _op
+            nodes[i].flags |= FLAG_OPNAME
+        if not (type(label) is str and not label):
+            _labels[i] = label
+            nodes[i].flags |= FLAG_LABEL
+        old = self._i
+        if old:  # __init__ called again: rebind
+            self._i = 0
+            facades[old] = NULL
+            _release(old)
+        else:
+            PyObject_GC_UnTrack(<PyObject*>self)
+        _own(self, i)
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i = self._i
+        cdef PyObject* d = self._dict
+        self._dict = NULL
+        Py_XDECREF(d)
+        if i:
+            self._i = 0
+            facades[i] = NULL
+            _release_noexcept(i)
+
+    # ---- the numbers ----
+    @property
+    def data(self):
+        return nodes[_index(self)].data
+
+    @data.setter
+    def data(self, value):
+        nodes[_index(self)].data = _real(value, "data")
+
+    @property
+    def grad(self):
+        return nodes[_index(self)].grad
+
+    @grad.setter
+    def grad(self, value):
+        nodes[_index(self)].grad = _real(value, "grad")
+
+    @property
+    def label(self):
+        cdef Py_ssize_t i = _index(self)
+        return _labels[i] if nodes[i].flags & FLAG_LABEL else ''
+
+    @label.setter
+    def label(self, value):
+        cdef Py_ssize_t i = _index(self)
+        _labels[i] = value
+        nodes[i].flags |= FLAG_LABEL
+
+    # ---- the graph ----
+    @property
+    def _op(self):
+        return _opname(_index(self))
+
+    @_op.setter
+    def _op(self, value):
+        cdef Py_ssize_t i = _index(self)
+        _opnames[i] = value
+        nodes[i].flags |= FLAG_OPNAME
+
+    @property
+    def _prev(self):
+        """The children, as a set of Values (made on demand for nodes whose facade is gone)."""
+        cdef Py_ssize_t i = _index(self), k
+        cdef set prev = set()
+        if _is_ext(nodes[i].op):
+            for k in range(nodes[i].a):
+                prev.add(_facade(nodes[i].u.ext.child[k]))
+        else:
+            if nodes[i].a:
+                prev.add(_facade(nodes[i].a))
+            if nodes[i].b:
+                prev.add(_facade(nodes[i].b))
+        return prev
+
+    @property
+    def _backward(self):
+        """This node's local backward: adds its contribution to its children's grads."""
+        cdef Py_ssize_t i = _index(self)
+        if nodes[i].op == OP_PY and nodes[i].u.ext.fn != NULL:
+            return <object>nodes[i].u.ext.fn
+        return self._local_backward
+
+    @_backward.setter
+    def _backward(self, fn):
+        cdef Py_ssize_t i = _index(self)
+        cdef PyObject* old
+        if not callable(fn):
+            raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
+        _make_python_op(i)
+        old = nodes[i].u.ext.fn
+        Py_INCREF(fn)
+        nodes[i].u.ext.fn = <PyObject*>fn
+        _track(self)  # fn may refer back to this Value (the lecture's closures do)
+        Py_XDECREF(old)
+
+    def _local_backward(self):
+        _backprop_node(_index(self))
+
+    @property
+    def __dict__(self):
+        if self._dict == NULL:
+            self._dict = PyDict_New()
+            _track(self)
+        return <object>self._dict
+
+    # ---- the operators micrograd has ----
+    def __add__(self, other):
+        return _binary(self, other, OP_ADD)
+
+    def __radd__(self, other):  # other + self
+        return _binary(self, other, OP_ADD)
+
+    def __mul__(self, other):
+        return _binary(self, other, OP_MUL)
+
+    def __rmul__(self, other):  # other * self
+        return _binary(self, other, OP_MUL)
+
+    def __pow__(self, other, mod):
+        cdef Py_ssize_t a = _index(self), i
+        cdef double k
+        cdef Value out
+        if mod is not None:
+            return NotImplemented
+        if isinstance(other, Value):  # beyond micrograd: a Value exponent
+            i = _index(<Value>other)
+            k = _power(nodes[a].data, nodes[i].data)
+            out = _fresh()
+            return _own(out, _new_node(OP_POW, k, a, i))
+        if not _as_double(other, &k):
+            return NotImplemented
+        out = _fresh()
+        i = _new_node(OP_POWK, _power(nodes[a].data, k), a, 0)
+        nodes[i].u.k = k
+        if PyLong_Check(other) or (not PyFloat_Check(other) and PyIndex_Check(other)):
+            nodes[i].flags = FLAG_INT_K
+        return _own(out, i)
+
+    def __rpow__(self, other, mod):  # other ** self
+        cdef Py_ssize_t a = _index(self), c
+        cdef double x
+        if mod is not None or not _as_double(other, &x):
+            return NotImplemented
+        out = _fresh()
+        c = _new_node(OP_LEAF, x, 0, 0)
+        return _own(out, _new_node(OP_POW, _power(x, nodes[a].data), c, a))
+
+    def relu(self):
+        out = _fresh()
+        return _own(out, _unary(self, OP_RELU))
+
+    def tanh(self):
+        out = _fresh()
+        return _own(out, _unary(self, OP_TANH))
+
+    def exp(self):
+        out = _fresh()
+        return _own(out, _unary(self, OP_EXP))
+
+    def log(self):
+        out = _fresh()
+        return _own(out, _unary(self, OP_LOG))
+
+    def sigmoid(self):
+        out = _fresh()
+        return _own(out, _unary(self, OP_SIGMOID))
+
+    # ---- derived operators: micrograd's graph shapes, extra nodes without facades ----
+    def __neg__(self):  # -self = self * -1
+        cdef Py_ssize_t a = _index(self)
+        out = _fresh()
+        return _own(out, _times_minus_one(a))
+
+    def __sub__(self, other):  # self - other = self + (-other)
+        cdef Py_ssize_t a = _index(self), b
+        cdef double x
+        cdef Value out = _fresh()
+        if isinstance(other, Value):
+            b = _times_minus_one(_index(<Value>other))
+        else:
+            if PyFloat_CheckExact(other):
+                x = -PyFloat_AS_DOUBLE(other)
+            elif PyLong_CheckExact(other):
+                x = -PyLong_AsDouble(other) if other else 0.0  # -0 is the int 0, not -0.0
+            elif not _as_double(other, &x):
+                return NotImplemented
+            else:
+                _as_double(-other, &x)  # negate as the number's own type does
+            b = _new_node(OP_LEAF, x, 0, 0)
+        return _own(out, _new_node(OP_ADD, nodes[a].data + nodes[b].data, a, b))
+
+    def __rsub__(self, other):  # other - self = (-self) + other
+        cdef Py_ssize_t a = _index(self), n, c
+        cdef double x
+        if not _as_double(other, &x):
+            return NotImplemented
+        out = _fresh()
+        n = _times_minus_one(a)
+        c = _new_node(OP_LEAF, x, 0, 0)
+        return _own(out, _new_node(OP_ADD, nodes[n].data + x, n, c))
+
+    def __truediv__(self, other):  # self / other = self * other**-1
+        cdef Py_ssize_t a = _index(self), b
+        cdef double x
+        cdef Value out = _fresh()
+        if isinstance(other, Value):
+            b = _inverse(_index(<Value>other))
+        elif _as_double(other, &x):
+            b = _new_node(OP_LEAF, _power(x, -1.0), 0, 0)  # other**-1 on the plain number
+        else:
+            return NotImplemented
+        return _own(out, _new_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
+
+    def __rtruediv__(self, other):  # other / self = self**-1 * other
+        cdef Py_ssize_t a = _index(self), p, c
+        cdef double x
+        if not _as_double(other, &x):
+            return NotImplemented
+        out = _fresh()
+        p = _inverse(a)
+        c = _new_node(OP_LEAF, x, 0, 0)
+        return _own(out, _new_node(OP_MUL, nodes[p].data * x, p, c))
+
+    def backward(self):
+        """Back-propagate from this Value: its grad becomes 1, every node it depends on
+        accumulates (+=) its gradient, in one C loop."""
+        _backward_from(_index(self))
+
+    def __repr__(self):
+        cdef Py_ssize_t i = _index(self)
+        return f"Value(data={nodes[i].data!r}, grad={nodes[i].grad!r})"
+
+    def __reduce__(self):
+        # copy/pickle a Value as a leaf with the same numbers, label and extra attributes
+        state = dict(<object>self._dict) if self._dict != NULL else None
+        return _rebuild, (type(self), self.data, self.grad, self.label, state)
+
+
+def _rebuild(cls, data, grad, label, state):
+    cdef Value v = cls.__new__(cls)
+    Value.__init__(v, data, label=label)
+    v.grad = grad
+    if state:
+        for key, value in state.items():
+            setattr(v, key, value)
+    return v
+
+
+# ---- fused helpers: one node, the numbers of the unfused expression ----------------------------
+
+def dot(ws, xs, bias):
+    """bias + w0*x0 + w1*x1 + ... as ONE node ('dot'), summed left to right from bias.
+
+    Exactly the numbers of micrograd's Neuron, ``sum((wi*xi for wi, xi in zip(w, x)), b)``,
+    with one node instead of 2n. Pairs stop at the shorter of ws and xs, as zip does.
+    """
+    cdef list pairs = []
+    cdef list wpart = [], xpart = []
+    cdef Py_ssize_t iw, ix, ib, k
+    cdef double acc
+    for w, x in zip(ws, xs):
+        if not (isinstance(w, Value) or _is_number(w)) or not (isinstance(x, Value) or _is_number(x)):
+            raise TypeError("dot() takes Values or real numbers")
+        pairs.append((w, x))
+    if not (isinstance(bias, Value) or _is_number(bias)):
+        raise TypeError("dot() takes Values or real numbers")
+    out = _fresh()
+    for w, x in pairs:
+        iw = _operand(w)
+        ix = _operand(x)
+        wpart.append(iw)
+        xpart.append(ix)
+    ib = _operand(bias)
+    acc = nodes[ib].data
+    for k in range(len(wpart)):
+        acc = acc + nodes[<Py_ssize_t>wpart[k]].data * nodes[<Py_ssize_t>xpart[k]].data
+    return _own(out, _fused(OP_DOT, acc, [ib] + wpart + xpart))
+
+
+def sum_values(values, start=0):
+    """start + v0 + v1 + ... as ONE node ('sum'): the numbers of the builtin sum(values, start)."""
+    cdef list items = [start]
+    cdef list children = []
+    cdef double acc
+    cdef Py_ssize_t k
+    items.extend(values)
+    for v in items:
+        if not (isinstance(v, Value) or _is_number(v)):
+            raise TypeError("sum_values() takes Values or real numbers")
+    out = _fresh()
+    for v in items:
+        children.append(_operand(v))
+    acc = nodes[<Py_ssize_t>children[0]].data
+    for k in range(1, len(children)):
+        acc = acc + nodes[<Py_ssize_t>children[k]].data
+    return _own(out, _fused(OP_SUM, acc, children))
+
+
+cdef bint _is_number(object o) except -1:
+    cdef double x
+    return _as_double(o, &x)
+
+
+# ---- GC support: Values are GC-capable but untracked until they can be part of a cycle -------
+#
+# A plain Value refers to no Python object, so the cyclic GC never needs to see it: creating one
+# costs no GC bookkeeping. Two things can make a cycle -- an instance __dict__ (p.parent = p) and
+# a Python backward callable (the lecture's closures capture `out`) -- and both track the Value.
+# The callable is owned by the node, not the facade; the facade reports it to the GC only while
+# it is the node's sole owner (nref == 1), i.e. while no other node could still need it.
+
+cdef int _value_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
+    cdef PyObject* d = (<Value>o)._dict
+    cdef Py_ssize_t i = (<Value>o)._i
+    cdef int e
+    if d != NULL:
+        e = visit(d, arg)
+        if e:
+            return e
+    if i and nodes[i].op == OP_PY and nodes[i].nref == 1 and nodes[i].u.ext.fn != NULL:
+        return visit(nodes[i].u.ext.fn, arg)
+    return 0
+
+
+cdef int _value_clear(PyObject* o) noexcept:
+    cdef PyObject* d = (<Value>o)._dict
+    cdef Py_ssize_t i = (<Value>o)._i
+    cdef PyObject* fn
+    (<Value>o)._dict = NULL
+    Py_XDECREF(d)
+    if i and nodes[i].op == OP_PY and nodes[i].nref == 1:
+        fn = nodes[i].u.ext.fn
+        nodes[i].u.ext.fn = NULL
+        Py_XDECREF(fn)
+    return 0
+
+
+cdef int _value_setattro(PyObject* o, PyObject* name, PyObject* value) noexcept:
+    cdef int r = PyObject_GenericSetAttr(o, name, value)
+    if r == 0 and (<Value>o)._dict != NULL and not PyObject_GC_IsTracked(o):
+        PyObject_GC_Track(o)
+    return r
+
+
+cdef void _patch_value_type() except *:
+    # extra attributes go into a lazily made instance dict (generic getattr/setattr find it
+    # through tp_dictoffset): a declared `__dict__` field would cost a dict per Value
+    cdef Value probe = Value.__new__(Value)
+    cdef _TypeSlots* t = <_TypeSlots*><PyObject*>Value
+    t.tp_dictoffset = <char*>&probe._dict - <char*><PyObject*>probe
+    t.tp_traverse = _value_traverse
+    t.tp_clear = _value_clear
+    t.tp_setattro = _value_setattro
+    PyType_Modified(t)
+
+
+_grow()
+_patch_value_type()

@@ -1,0 +1,91 @@
+# cython: language_level=3
+"""Python-float semantics in C: the compiled engine must give the reference engine's numbers AND
+its exceptions, so each helper mirrors what CPython's float / math module does for that input.
+
+They return an error code instead of raising, so they stay `noexcept nogil` in the sweep:
+"""
+from libc.math cimport exp, floor, fmod, fabs, copysign, isnan, isinf, isfinite, log, pow
+
+cdef enum:
+    F_OK = 0
+    F_ZERO_DIV = 1    # ZeroDivisionError
+    F_DOMAIN = 2      # ValueError
+    F_RANGE = 3       # OverflowError
+
+
+cdef inline bint _is_odd_integer(double x) noexcept nogil:
+    return fmod(fabs(x), 2.0) == 1.0
+
+
+cdef inline int py_pow(double iv, double iw, double* out) noexcept nogil:
+    """iv ** iw exactly as CPython's float_pow (special cases first, then libm pow), except that
+    a negative base to a fractional power is F_DOMAIN where Python would return a complex."""
+    cdef bint negate = False
+    cdef double ix
+    if iw == 0.0:
+        out[0] = 1.0
+        return F_OK
+    if isnan(iv):
+        out[0] = iv
+        return F_OK
+    if isnan(iw):
+        out[0] = 1.0 if iv == 1.0 else iw
+        return F_OK
+    if isinf(iw):
+        iv = fabs(iv)
+        if iv == 1.0:
+            out[0] = 1.0
+        elif (iw > 0.0) == (iv > 1.0):
+            out[0] = fabs(iw)
+        else:
+            out[0] = 0.0
+        return F_OK
+    if isinf(iv):
+        if iw > 0.0:
+            out[0] = iv if _is_odd_integer(iw) else fabs(iv)
+        else:
+            out[0] = copysign(0.0, iv) if _is_odd_integer(iw) else 0.0
+        return F_OK
+    if iv == 0.0:
+        if iw < 0.0:
+            return F_ZERO_DIV
+        out[0] = iv if _is_odd_integer(iw) else 0.0
+        return F_OK
+    if iv < 0.0:
+        if iw != floor(iw):
+            return F_DOMAIN
+        iv = -iv
+        negate = _is_odd_integer(iw)
+    if iv == 1.0:
+        out[0] = -1.0 if negate else 1.0
+        return F_OK
+    ix = pow(iv, iw)
+    if isinf(ix):
+        return F_RANGE
+    out[0] = -ix if negate else ix
+    return F_OK
+
+
+cdef inline int py_exp(double x, double* out) noexcept nogil:
+    """math.exp: OverflowError when a finite x overflows."""
+    out[0] = exp(x)
+    if isinf(out[0]) and isfinite(x):
+        return F_RANGE
+    return F_OK
+
+
+cdef inline int py_log(double x, double* out) noexcept nogil:
+    """math.log: ValueError for x <= 0 (and -inf); nan stays nan."""
+    if isnan(x) or x > 0.0:
+        out[0] = log(x)
+        return F_OK
+    return F_DOMAIN
+
+
+cdef inline double py_sigmoid(double x) noexcept nogil:
+    # both branches call exp on a non-positive number, so neither can overflow
+    cdef double z
+    if x >= 0.0:
+        return 1.0 / (1.0 + exp(-x))
+    z = exp(x)
+    return z / (1.0 + z)
