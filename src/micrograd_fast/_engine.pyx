@@ -28,11 +28,21 @@ cdef extern from "Python.h":
     ctypedef int (*traverseproc)(PyObject*, visitproc, void*) noexcept
     ctypedef int (*inquiry)(PyObject*) noexcept
     ctypedef int (*setattrofunc)(PyObject*, PyObject*, PyObject*) noexcept
+    ctypedef void (*destructor)(PyObject*) noexcept
+    ctypedef void (*freefunc)(void*) noexcept
     ctypedef struct _TypeSlots "PyTypeObject":  # the slots patched at import, see the end
+        destructor tp_dealloc
+        freefunc tp_free
         traverseproc tp_traverse
         inquiry tp_clear
         setattrofunc tp_setattro
         Py_ssize_t tp_dictoffset
+        Py_ssize_t tp_weaklistoffset
+    PyObject* PyObject_Init(PyObject*, _TypeSlots*)
+    void PyObject_ClearWeakRefs(PyObject*)
+    void PyErr_Fetch(PyObject**, PyObject**, PyObject**)
+    void PyErr_Restore(PyObject*, PyObject*, PyObject*)
+    PyObject* Py_TYPE(PyObject*)
     void PyType_Modified(_TypeSlots*)
     void PyObject_GC_Track(void*)
     void PyObject_GC_UnTrack(void*)
@@ -40,6 +50,16 @@ cdef extern from "Python.h":
     int PyObject_GenericSetAttr(PyObject*, PyObject*, PyObject*) noexcept
     bint PyIndex_Check(object)
     PyObject* PyDict_New() except NULL
+
+
+cdef extern from *:
+    """
+    static CYTHON_INLINE PyObject* mgf_take(PyObject* o) { return o; }
+    /* expands where used, after Cython has defined the Value struct */
+    #define MGF_ANCHOR_OFFSET offsetof(struct __pyx_obj_14micrograd_fast_7_engine_Value, _gc_anchor)
+    """
+    Value mgf_take(PyObject* o)  # hands our reference over to Cython (no extra incref)
+    Py_ssize_t MGF_ANCHOR_OFFSET
 
 
 # ---- numbers ---------------------------------------------------------------------------------
@@ -94,11 +114,36 @@ cdef int _uninitialised() except -1:
     raise AttributeError("this Value has no node: Value.__init__ was not called")
 
 
+cdef enum:
+    FREELIST_SIZE = 8192
+
+cdef PyObject* _free_facades[FREELIST_SIZE]  # dead Values kept for reuse (untracked, zeroed)
+cdef int _n_free = 0
+cdef _TypeSlots* _value_type = NULL
+cdef Py_ssize_t _anchor_offset = 0  # where Value._gc_anchor sits in the object
+
+
 cdef inline Value _fresh():
     """A new facade not yet bound to a node (made first, so a failure cannot orphan a node)."""
-    cdef Value v = Value.__new__(Value)
+    global _n_free
+    cdef PyObject* o
+    cdef Value v
+    if _n_free:
+        _n_free -= 1
+        o = _free_facades[_n_free]
+        PyObject_Init(o, _value_type)
+        return mgf_take(o)
+    v = Value.__new__(Value)
+    _drop_anchor(v)
     PyObject_GC_UnTrack(<PyObject*>v)  # tracked only once it can be part of a cycle: _track()
     return v
+
+
+cdef inline void _drop_anchor(Value v) noexcept:
+    # Cython's tp_new sets the unused _gc_anchor field to None; NULL keeps deallocation cheap
+    cdef PyObject** anchor = <PyObject**>(<char*><PyObject*>v + _anchor_offset)
+    Py_XDECREF(anchor[0])
+    anchor[0] = NULL
 
 
 cdef inline Value _own(Value v, Py_ssize_t i):
@@ -242,7 +287,6 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
 
 # ---- Value -----------------------------------------------------------------------------------
 
-@cython.freelist(4096)
 cdef class Value:
     """A scalar that remembers how it was made, so that backward() can find its gradient.
 
@@ -278,18 +322,9 @@ cdef class Value:
             facades[old] = NULL
             _release(old)
         else:
+            _drop_anchor(self)
             PyObject_GC_UnTrack(<PyObject*>self)
         _own(self, i)
-
-    def __dealloc__(self):
-        cdef Py_ssize_t i = self._i
-        cdef PyObject* d = self._dict
-        self._dict = NULL
-        Py_XDECREF(d)
-        if i:
-            self._i = 0
-            facades[i] = NULL
-            _release_noexcept(i)
 
     # ---- the numbers ----
     @property
@@ -615,12 +650,56 @@ cdef int _value_setattro(PyObject* o, PyObject* name, PyObject* value) noexcept:
     return r
 
 
+cdef void _value_dealloc(PyObject* o) noexcept:
+    """Value's deallocator: drop the node reference; recycle the object on the freelist.
+
+    The common case -- a facade whose node lives on in its parent -- runs no Python code and so
+    needs no saving of a pending exception; anything that may run Python code (an instance
+    dict, freeing nodes that own callables) saves and restores it around."""
+    global _n_free
+    cdef Py_ssize_t i = (<Value>o)._i
+    cdef PyObject* d = (<Value>o)._dict
+    cdef PyObject** anchor = <PyObject**>(<char*>o + _anchor_offset)
+    cdef PyObject* etype
+    cdef PyObject* evalue
+    cdef PyObject* etb
+    if PyObject_GC_IsTracked(o):
+        PyObject_GC_UnTrack(o)
+    if (<PyObject**>(<char*>o + _value_type.tp_weaklistoffset))[0] != NULL:
+        PyObject_ClearWeakRefs(o)
+    (<Value>o)._i = 0
+    if d == NULL and anchor[0] == NULL and i and nodes[i].nref > 1:
+        facades[i] = NULL
+        nodes[i].nref -= 1
+    else:
+        PyErr_Fetch(&etype, &evalue, &etb)
+        (<Value>o)._dict = NULL
+        Py_XDECREF(d)
+        Py_XDECREF(anchor[0])
+        anchor[0] = NULL
+        if i:
+            facades[i] = NULL
+            _release_noexcept(i)
+        PyErr_Restore(etype, evalue, etb)
+    if <_TypeSlots*>Py_TYPE(o) == _value_type and _n_free < FREELIST_SIZE:
+        _free_facades[_n_free] = o
+        _n_free += 1
+    else:
+        (<_TypeSlots*>Py_TYPE(o)).tp_free(o)
+
+
 cdef void _patch_value_type() except *:
     # extra attributes go into a lazily made instance dict (generic getattr/setattr find it
     # through tp_dictoffset): a declared `__dict__` field would cost a dict per Value
+    global _value_type, _anchor_offset
     cdef Value probe = Value.__new__(Value)
     cdef _TypeSlots* t = <_TypeSlots*><PyObject*>Value
+    _value_type = t
+    _anchor_offset = MGF_ANCHOR_OFFSET
+    if (<PyObject**>(<char*><PyObject*>probe + _anchor_offset))[0] != <PyObject*>None:
+        raise ImportError("micrograd_fast: unexpected Value layout")
     t.tp_dictoffset = <char*>&probe._dict - <char*><PyObject*>probe
+    t.tp_dealloc = _value_dealloc
     t.tp_traverse = _value_traverse
     t.tp_clear = _value_clear
     t.tp_setattro = _value_setattro
