@@ -4,19 +4,20 @@
 # (never by pointer: the array moves when it grows). Slot 0 is reserved, so index 0 means "none".
 # A node lives while its Value facade lives or while a live node uses it as a child: nref counts
 # one per live facade plus one per parent edge, exactly Python's reachability for micrograd's
-# objects. Freed slots are marked in a bitmap and handed out lowest-first, so a new graph's nodes
-# mostly sit in creation order (which backward() exploits, see _sweep.pxi).
+# objects.
+#
+# Slots are handed out at the top only (bump allocation), and dead slots are reclaimed by sliding
+# the live nodes down, order kept (compaction). So index order IS creation order, always: every
+# child sits below its parents, and backward() can find its order with one downward scan
+# (_sweep.pxi). Compaction moves nodes, so it runs only at the start of an operation -- before
+# the operation has read any index -- and never while a backward() sweep or a _prev walk holds
+# indices ("pinned"); then the arena grows instead. It runs when at least half of the slots in
+# use are dead and leaves at least half of the arena free, so it costs O(1) per node amortised.
 
 cdef extern from *:
     """
     #include <stdint.h>
     #include <string.h>
-    #if defined(_MSC_VER)
-    #include <intrin.h>
-    static int mgf_ctz64(uint64_t x) { unsigned long i; _BitScanForward64(&i, x); return (int)i; }
-    #else
-    static int mgf_ctz64(uint64_t x) { return __builtin_ctzll(x); }
-    #endif
 
     /* children (and a user's backward callable) of n-ary and Python-backward nodes */
     typedef struct { PyObject *fn; int32_t child[1]; } mgf_ext;
@@ -26,13 +27,14 @@ cdef extern from *:
         double data;
         double grad;
         mgf_u u;                 /* x**k: the exponent k; n-ary / PY ops: their children */
-        uint64_t seq : 48;       /* creation number: backward() runs newest first */
+        uint64_t seq : 48;       /* creation number: the key of a node's label / op name */
         uint64_t op : 8;         /* OP_* */
         uint64_t flags : 8;      /* FLAG_* */
         int32_t a, b;            /* children (0 = none); n-ary / PY ops: a = number of children */
         uint32_t nref;           /* +1 per live facade, +1 per parent edge */
         uint32_t mark;           /* epoch of the last topological sort that reached this node;
-                                    on a freed node: the next node on the release list */
+                                    during release: the next node on the list; during
+                                    compaction: the node's new index */
     } mgf_node;
 
     #define MGF_EXT_SIZE(n) (offsetof(mgf_ext, child) + ((n) > 0 ? (n) : 1) * sizeof(int32_t))
@@ -54,7 +56,6 @@ cdef extern from *:
         int32_t b
         uint32_t nref
         uint32_t mark
-    int mgf_ctz64(uint64_t x) nogil
     size_t MGF_EXT_SIZE(Py_ssize_t n) nogil
 
 cdef enum:
@@ -74,37 +75,34 @@ cdef enum:
     OP_PY = 12       # children in u.ext, backward is a Python callable (u.ext.fn, may be NULL)
 
     FLAG_INT_K = 1       # the exponent k was an int: the op is named '**2', not '**2.0'
-    FLAG_LABEL = 2       # has an entry in _labels
+    FLAG_LABEL = 2       # has an entry in _labels (keyed by seq, which compaction keeps)
     FLAG_OPNAME = 4      # has an entry in _opnames (hand-built nodes, or _op assigned)
 
     NIL = 0xFFFFFFFF     # end of the release list
     MAX_SLOTS = 0x7FFFFFF0
+    INITIAL_SLOTS = 4096
 
 cdef mgf_node* nodes = NULL     # the records
 cdef PyObject** facades = NULL  # borrowed: each node's live Value, or NULL
-cdef uint64_t* freebits = NULL  # bit i set: slot i (< top) is free
 cdef Py_ssize_t cap = 0         # slots allocated
-cdef Py_ssize_t top = 1         # slots ever handed out (high-water mark); slot 0 is reserved
-cdef Py_ssize_t hint = 0        # no free bit below word `hint` of freebits
-cdef Py_ssize_t live = 0        # nodes in use
+cdef Py_ssize_t top = 1         # slots in use, dead or alive (slot 0 is reserved)
+cdef Py_ssize_t live = 0        # live nodes
 cdef uint64_t next_seq = 1      # the next creation number
+cdef int pinned = 0             # > 0: someone holds node indices, compaction must wait
+cdef Py_ssize_t compactions = 0
 
-# rare, per-node Python data lives beside the arena, keyed by slot
+# rare, per-node Python data lives beside the arena, keyed by creation number
 cdef dict _labels = {}
 cdef dict _opnames = {}
 
-
-cdef int _grow() except -1:
-    """Double the arena (amortised O(1) per node); every array grows through a temporary."""
-    global nodes, facades, freebits, cap
-    cdef Py_ssize_t new_cap = cap * 2 if cap else 4096
-    cdef Py_ssize_t old_words = cap >> 6, new_words
+cdef int _resize(Py_ssize_t new_cap) except -1:
+    """Reallocate the arrays to new_cap slots (>= top), each through a temporary."""
+    global nodes, facades, cap
     cdef void* tmp
     if new_cap > MAX_SLOTS:
         new_cap = MAX_SLOTS
-    if new_cap <= cap:
+    if new_cap < top:
         raise MemoryError("micrograd_fast: the node arena is full (2**31 nodes)")
-    new_words = new_cap >> 6
     tmp = PyMem_RawRealloc(nodes, <size_t>new_cap * sizeof(mgf_node))
     if tmp == NULL:
         raise MemoryError()
@@ -113,11 +111,6 @@ cdef int _grow() except -1:
     if tmp == NULL:
         raise MemoryError()
     facades = <PyObject**>tmp
-    tmp = PyMem_RawRealloc(freebits, <size_t>new_words * sizeof(uint64_t))
-    if tmp == NULL:
-        raise MemoryError()
-    freebits = <uint64_t*>tmp
-    memset(&freebits[old_words], 0, <size_t>(new_words - old_words) * sizeof(uint64_t))
     if cap == 0:  # slot 0: the reserved "none" node
         memset(&nodes[0], 0, sizeof(mgf_node))
         facades[0] = NULL
@@ -125,23 +118,75 @@ cdef int _grow() except -1:
     return 0
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
+cdef void _compact() noexcept:
+    """Slide the live nodes down over the dead ones, keeping their order; fix every index held
+    by a node (its children) or a facade (Value._i). Pure C: no Python code can run meanwhile."""
+    global top, compactions
+    cdef Py_ssize_t i, p, k, c
+    cdef mgf_node* n
+    # 1. new index of every live node, in its mark (dead: 0; slot 0 stays 0)
+    nodes[0].mark = 0
+    p = 1
+    for i in range(1, top):
+        if nodes[i].nref:
+            nodes[i].mark = <uint32_t>p
+            p += 1
+        else:
+            nodes[i].mark = 0
+    # 2. children to their new indices (children sit below parents: their marks are intact)
+    for i in range(1, top):
+        n = &nodes[i]
+        if n.nref == 0:
+            continue
+        if n.op >= OP_DOT:
+            for k in range(n.a):
+                c = n.u.ext.child[k]
+                n.u.ext.child[k] = <int32_t>nodes[c].mark
+        else:
+            n.a = <int32_t>nodes[n.a].mark
+            n.b = <int32_t>nodes[n.b].mark
+    # 3. move, lowest first (a node only ever moves onto a slot already vacated)
+    for i in range(1, top):
+        if nodes[i].nref == 0:
+            continue
+        p = nodes[i].mark
+        nodes[i].mark = 0
+        if p != i:
+            nodes[p] = nodes[i]
+            facades[p] = facades[i]
+            if facades[p] != NULL:
+                (<Value>facades[p])._i = p
+    top = live + 1
+    compactions += 1
+
+
+cdef int _make_room(Py_ssize_t k) except -1:
+    """Room for k more slots: compact when half the used slots are dead; keep half the arena
+    free afterwards (so compaction stays O(1) amortised), growing if need be."""
+    cdef Py_ssize_t want
+    if pinned == 0 and top - 1 - live >= (top >> 1):
+        _compact()
+    if top + k > cap or (pinned == 0 and 2 * (top + k) > cap):
+        want = cap
+        while want < 2 * (top + k):
+            want *= 2
+        _resize(want)
+    return 0
+
+
+cdef inline int _reserve_slots(Py_ssize_t k) except -1:
+    """Call at the start of an operation, before reading any node index: may move nodes."""
+    if top + k > cap:
+        _make_room(k)
+    return 0
+
+
 cdef inline Py_ssize_t _alloc_slot() except -1:
-    """The lowest free slot (a bitmap scan from `hint`), else a fresh one at the top."""
-    global hint, top
-    cdef Py_ssize_t w = hint, nwords = (top + 63) >> 6, i
-    cdef uint64_t bits
-    while w < nwords:
-        bits = freebits[w]
-        if bits:
-            freebits[w] = bits & (bits - 1)
-            hint = w
-            return (w << 6) | mgf_ctz64(bits)
-        w += 1
-    hint = w
+    """The next slot at the top (room was reserved by the caller; growing never moves indices)."""
+    global top
+    cdef Py_ssize_t i
     if top == cap:
-        _grow()
+        _resize(2 * cap)
     i = top
     top += 1
     return i
@@ -212,9 +257,9 @@ cdef void _defer(Deferred* d, PyObject* o) noexcept:
     d.n += 1
 
 
-cdef PyObject* _pop_side(dict table, Py_ssize_t j) except? NULL:
-    """Remove table[j]; return the owned value (or NULL)."""
-    cdef object v = table.pop(j, None)
+cdef PyObject* _pop_side(dict table, uint64_t key) except? NULL:
+    """Remove table[key]; return the owned value (or NULL)."""
+    cdef object v = table.pop(key, None)
     if v is None:
         return NULL
     Py_INCREF(v)
@@ -229,7 +274,7 @@ cdef int _release(Py_ssize_t i) except -1:
     callable, labels) are released only after the arena is consistent again, because releasing
     them can run arbitrary Python code -- even code that builds or frees nodes.
     """
-    global live, hint, top
+    global live, top
     cdef Py_ssize_t j, c, k, head
     cdef mgf_ext* ext
     cdef Deferred deferred
@@ -243,6 +288,7 @@ cdef int _release(Py_ssize_t i) except -1:
     while head != NIL:
         j = head
         head = nodes[j].mark
+        nodes[j].mark = 0
         if _is_ext(nodes[j].op):
             ext = nodes[j].u.ext
             for k in range(nodes[j].a):
@@ -268,20 +314,18 @@ cdef int _release(Py_ssize_t i) except -1:
                     nodes[c].mark = <uint32_t>head
                     head = c
         if nodes[j].flags & FLAG_LABEL:
-            _defer(&deferred, _pop_side(_labels, j))
+            _defer(&deferred, _pop_side(_labels, nodes[j].seq))
         if nodes[j].flags & FLAG_OPNAME:
-            _defer(&deferred, _pop_side(_opnames, j))
+            _defer(&deferred, _pop_side(_opnames, nodes[j].seq))
         nodes[j].op = OP_LEAF
         nodes[j].flags = 0
+        nodes[j].a = nodes[j].b = 0
         facades[j] = NULL
-        freebits[j >> 6] |= (<uint64_t>1) << (j & 63)
-        if (j >> 6) < hint:
-            hint = j >> 6
         live -= 1
-    if live == 0:  # everything is gone: start over at the bottom, keeping the memory
-        memset(freebits, 0, <size_t>((top + 63) >> 6) * sizeof(uint64_t))
+    if live == 0 and pinned == 0:  # everything is gone: start over at the bottom
         top = 1
-        hint = 0
+        if cap > 4 * INITIAL_SLOTS:  # and give a big arena's memory back
+            _resize(INITIAL_SLOTS)
     # now the arena is consistent: releasing these may run Python code (a closure's Values ...)
     for k in range(deferred.n):
         Py_DECREF(<object>deferred.items[k])
@@ -295,17 +339,3 @@ cdef void _release_noexcept(Py_ssize_t i) noexcept:
         _release(i)
     except BaseException:
         PyErr_WriteUnraisable(None)
-
-
-def arena_stats():
-    """Statistics of the node arena: live nodes, capacity, high-water mark, memory."""
-    node_bytes = sizeof(mgf_node) + sizeof(PyObject*)  # record + facade pointer
-    return {
-        "live": live,
-        "capacity": cap,
-        "high_water": top - 1,
-        "free_slots": top - 1 - live,
-        "node_size": sizeof(mgf_node),
-        "bytes_per_node": node_bytes,
-        "bytes": cap * node_bytes + (cap >> 6) * sizeof(uint64_t),
-    }

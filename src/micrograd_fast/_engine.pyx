@@ -11,6 +11,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsDouble, PyLong_Check, PyLong_CheckExact
 from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
 from cpython.object cimport PyObject
+from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.math cimport NAN, log, tanh
 from libc.stdint cimport int32_t, uint32_t, uint64_t
@@ -172,23 +173,17 @@ cdef inline Py_ssize_t _index(Value v) except 0:
     return v._i
 
 
-cdef Py_ssize_t _operand(object other) except -1:
-    """Node index of a Value operand; a new constant leaf for a number; -1: not a number."""
-    cdef double c
-    if isinstance(other, Value):
-        return _index(<Value>other)
-    if not _as_double(other, &c):
-        return -1
-    return _new_node(OP_LEAF, c, 0, 0)
-
-
 cdef object _binary(Value self, object other, unsigned int op):
     """self + other or self * other: one node, one facade (plus a leaf for a number)."""
-    cdef Py_ssize_t a = _index(self), b
-    cdef Value out = _fresh()
-    b = _operand(other)
-    if b < 0:
+    cdef Py_ssize_t a, b
+    cdef double c = 0.0
+    cdef bint number = not isinstance(other, Value)
+    if number and not _as_double(other, &c):  # may run Python code: before reading indices
         return NotImplemented
+    cdef Value out = _fresh()
+    _reserve_slots(2)
+    a = _index(self)
+    b = _new_node(OP_LEAF, c, 0, 0) if number else _index(<Value>other)
     if op == OP_ADD:
         return _own(out, _new_node(OP_ADD, nodes[a].data + nodes[b].data, a, b))
     return _own(out, _new_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
@@ -209,6 +204,7 @@ cdef Py_ssize_t _inverse(Py_ssize_t a) except -1:
 
 
 cdef Py_ssize_t _unary(Value self, unsigned int op) except -1:
+    _reserve_slots(1)
     cdef Py_ssize_t a = _index(self)
     cdef double x = nodes[a].data, y = 0.0
     cdef int err = 0
@@ -242,7 +238,7 @@ cdef Py_ssize_t _fused(unsigned int op, double data, list children) except -1:
 cdef str _opname(Py_ssize_t i):
     cdef unsigned int op = nodes[i].op
     if nodes[i].flags & FLAG_OPNAME:
-        return _opnames[i]
+        return _opnames[nodes[i].seq]
     if op == OP_ADD:
         return '+'
     if op == OP_MUL:
@@ -265,7 +261,7 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
         return 0
     name = _opname(i)
     if not (nodes[i].flags & FLAG_OPNAME) and name:
-        _opnames[i] = name
+        _opnames[nodes[i].seq] = name
         nodes[i].flags |= FLAG_OPNAME
     if _is_ext(op):
         nodes[i].op = OP_PY
@@ -300,31 +296,37 @@ cdef class Value:
 
     def __init__(self, data, _children=(), _op='', label=''):
         cdef double x = _real(data, "data")
+        cdef list values = list(_children)
         cdef list children = []
         cdef Py_ssize_t i, old
-        for child in _children:
+        for child in values:
             if not isinstance(child, Value):
                 raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
+        old = self._i
+        if old == 0:
+            _drop_anchor(self)
+            PyObject_GC_UnTrack(<PyObject*>self)
+        _reserve_slots(1)
+        for child in values:
             children.append(_index(<Value>child))
         if children:  # hand-built node (lecture style): its backward is whatever is assigned
             i = _fused(OP_PY, x, children)
         else:
             i = _new_node(OP_LEAF, x, 0, 0)
         if not (type(_op) is str and not _op):
-            _opnames[i] = _op
+            _opnames[nodes[i].seq] = _op
             nodes[i].flags |= FLAG_OPNAME
         if not (type(label) is str and not label):
-            _labels[i] = label
+            _labels[nodes[i].seq] = label
             nodes[i].flags |= FLAG_LABEL
         old = self._i
         if old:  # __init__ called again: rebind
             self._i = 0
             facades[old] = NULL
+            _own(self, i)
             _release(old)
         else:
-            _drop_anchor(self)
-            PyObject_GC_UnTrack(<PyObject*>self)
-        _own(self, i)
+            _own(self, i)
 
     # ---- the numbers ----
     @property
@@ -346,12 +348,12 @@ cdef class Value:
     @property
     def label(self):
         cdef Py_ssize_t i = _index(self)
-        return _labels[i] if nodes[i].flags & FLAG_LABEL else ''
+        return _labels[nodes[i].seq] if nodes[i].flags & FLAG_LABEL else ''
 
     @label.setter
     def label(self, value):
         cdef Py_ssize_t i = _index(self)
-        _labels[i] = value
+        _labels[nodes[i].seq] = value
         nodes[i].flags |= FLAG_LABEL
 
     # ---- the graph ----
@@ -362,22 +364,27 @@ cdef class Value:
     @_op.setter
     def _op(self, value):
         cdef Py_ssize_t i = _index(self)
-        _opnames[i] = value
+        _opnames[nodes[i].seq] = value
         nodes[i].flags |= FLAG_OPNAME
 
     @property
     def _prev(self):
         """The children, as a set of Values (made on demand for nodes whose facade is gone)."""
+        global pinned
         cdef Py_ssize_t i = _index(self), k
         cdef set prev = set()
-        if _is_ext(nodes[i].op):
-            for k in range(nodes[i].a):
-                prev.add(_facade(nodes[i].u.ext.child[k]))
-        else:
-            if nodes[i].a:
-                prev.add(_facade(nodes[i].a))
-            if nodes[i].b:
-                prev.add(_facade(nodes[i].b))
+        pinned += 1  # making facades may run Python code (a GC pass): keep indices still
+        try:
+            if _is_ext(nodes[i].op):
+                for k in range(nodes[i].a):
+                    prev.add(_facade(nodes[i].u.ext.child[k]))
+            else:
+                if nodes[i].a:
+                    prev.add(_facade(nodes[i].a))
+                if nodes[i].b:
+                    prev.add(_facade(nodes[i].b))
+        finally:
+            pinned -= 1
         return prev
 
     @property
@@ -425,19 +432,22 @@ cdef class Value:
         return _binary(self, other, OP_MUL)
 
     def __pow__(self, other, mod):
-        cdef Py_ssize_t a = _index(self), i
+        cdef Py_ssize_t a, i
         cdef double k
         cdef Value out
         if mod is not None:
             return NotImplemented
         if isinstance(other, Value):  # beyond micrograd: a Value exponent
-            i = _index(<Value>other)
-            k = _power(nodes[a].data, nodes[i].data)
             out = _fresh()
-            return _own(out, _new_node(OP_POW, k, a, i))
+            _reserve_slots(1)
+            a = _index(self)
+            i = _index(<Value>other)
+            return _own(out, _new_node(OP_POW, _power(nodes[a].data, nodes[i].data), a, i))
         if not _as_double(other, &k):
             return NotImplemented
         out = _fresh()
+        _reserve_slots(1)
+        a = _index(self)
         i = _new_node(OP_POWK, _power(nodes[a].data, k), a, 0)
         nodes[i].u.k = k
         if PyLong_Check(other) or (not PyFloat_Check(other) and PyIndex_Check(other)):
@@ -445,11 +455,13 @@ cdef class Value:
         return _own(out, i)
 
     def __rpow__(self, other, mod):  # other ** self
-        cdef Py_ssize_t a = _index(self), c
+        cdef Py_ssize_t a, c
         cdef double x
         if mod is not None or not _as_double(other, &x):
             return NotImplemented
         out = _fresh()
+        _reserve_slots(2)
+        a = _index(self)
         c = _new_node(OP_LEAF, x, 0, 0)
         return _own(out, _new_node(OP_POW, _power(x, nodes[a].data), c, a))
 
@@ -475,17 +487,15 @@ cdef class Value:
 
     # ---- derived operators: micrograd's graph shapes, extra nodes without facades ----
     def __neg__(self):  # -self = self * -1
-        cdef Py_ssize_t a = _index(self)
         out = _fresh()
-        return _own(out, _times_minus_one(a))
+        _reserve_slots(2)
+        return _own(out, _times_minus_one(_index(self)))
 
     def __sub__(self, other):  # self - other = self + (-other)
-        cdef Py_ssize_t a = _index(self), b
-        cdef double x
-        cdef Value out = _fresh()
-        if isinstance(other, Value):
-            b = _times_minus_one(_index(<Value>other))
-        else:
+        cdef Py_ssize_t a, b
+        cdef double x = 0.0
+        cdef bint number = not isinstance(other, Value)
+        if number:
             if PyFloat_CheckExact(other):
                 x = -PyFloat_AS_DOUBLE(other)
             elif PyLong_CheckExact(other):
@@ -494,38 +504,45 @@ cdef class Value:
                 return NotImplemented
             else:
                 _as_double(-other, &x)  # negate as the number's own type does
-            b = _new_node(OP_LEAF, x, 0, 0)
+        cdef Value out = _fresh()
+        _reserve_slots(3)
+        a = _index(self)
+        b = _new_node(OP_LEAF, x, 0, 0) if number else _times_minus_one(_index(<Value>other))
         return _own(out, _new_node(OP_ADD, nodes[a].data + nodes[b].data, a, b))
 
     def __rsub__(self, other):  # other - self = (-self) + other
-        cdef Py_ssize_t a = _index(self), n, c
+        cdef Py_ssize_t n, c
         cdef double x
         if not _as_double(other, &x):
             return NotImplemented
         out = _fresh()
-        n = _times_minus_one(a)
+        _reserve_slots(3)
+        n = _times_minus_one(_index(self))
         c = _new_node(OP_LEAF, x, 0, 0)
         return _own(out, _new_node(OP_ADD, nodes[n].data + x, n, c))
 
     def __truediv__(self, other):  # self / other = self * other**-1
-        cdef Py_ssize_t a = _index(self), b
-        cdef double x
+        cdef Py_ssize_t a, b
+        cdef double x = 0.0
+        cdef bint number = not isinstance(other, Value)
+        if number:
+            if not _as_double(other, &x):
+                return NotImplemented
+            x = _power(x, -1.0)  # other**-1 on the plain number
         cdef Value out = _fresh()
-        if isinstance(other, Value):
-            b = _inverse(_index(<Value>other))
-        elif _as_double(other, &x):
-            b = _new_node(OP_LEAF, _power(x, -1.0), 0, 0)  # other**-1 on the plain number
-        else:
-            return NotImplemented
+        _reserve_slots(2)
+        a = _index(self)
+        b = _new_node(OP_LEAF, x, 0, 0) if number else _inverse(_index(<Value>other))
         return _own(out, _new_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
 
     def __rtruediv__(self, other):  # other / self = self**-1 * other
-        cdef Py_ssize_t a = _index(self), p, c
+        cdef Py_ssize_t p, c
         cdef double x
         if not _as_double(other, &x):
             return NotImplemented
         out = _fresh()
-        p = _inverse(a)
+        _reserve_slots(3)
+        p = _inverse(_index(self))
         c = _new_node(OP_LEAF, x, 0, 0)
         return _own(out, _new_node(OP_MUL, nodes[p].data * x, p, c))
 
@@ -556,57 +573,122 @@ def _rebuild(cls, data, grad, label, state):
 
 # ---- fused helpers: one node, the numbers of the unfused expression ----------------------------
 
+cdef object _as_item(object o, str who):
+    """A Value stays a Value; a number becomes a float (its leaf is made later); else TypeError."""
+    cdef double x
+    if isinstance(o, Value):
+        return o
+    if not _as_double(o, &x):
+        raise TypeError(f"{who}() takes Values or real numbers, not {type(o).__name__!r}")
+    return x
+
+
+cdef Py_ssize_t _item_index(object o) except -1:
+    """Node of an item from _as_item: the Value's node, or a new leaf for a number."""
+    if isinstance(o, Value):
+        return _index(<Value>o)
+    return _new_node(OP_LEAF, <double>o, 0, 0)
+
+
 def dot(ws, xs, bias):
     """bias + w0*x0 + w1*x1 + ... as ONE node ('dot'), summed left to right from bias.
 
     Exactly the numbers of micrograd's Neuron, ``sum((wi*xi for wi, xi in zip(w, x)), b)``,
     with one node instead of 2n. Pairs stop at the shorter of ws and xs, as zip does.
     """
-    cdef list pairs = []
-    cdef list wpart = [], xpart = []
-    cdef Py_ssize_t iw, ix, ib, k
+    cdef object wseq = ws if type(ws) is list or type(ws) is tuple else list(ws)
+    cdef object xseq = xs if type(xs) is list or type(xs) is tuple else list(xs)
+    cdef Py_ssize_t n = min(len(wseq), len(xseq)), k, i, w, x, b
+    cdef PyObject** wv = PySequence_Fast_ITEMS(wseq)
+    cdef PyObject** xv = PySequence_Fast_ITEMS(xseq)
+    cdef mgf_ext* ext
     cdef double acc
-    for w, x in zip(ws, xs):
-        if not (isinstance(w, Value) or _is_number(w)) or not (isinstance(x, Value) or _is_number(x)):
-            raise TypeError("dot() takes Values or real numbers")
-        pairs.append((w, x))
-    if not (isinstance(bias, Value) or _is_number(bias)):
-        raise TypeError("dot() takes Values or real numbers")
+    cdef Value out
+    # the neuron's case, all Values: the child block is written directly, no Python objects
+    if not isinstance(bias, Value) or (<Value>bias)._i == 0:
+        return _dot_general(wseq, xseq, n, bias)
+    for k in range(n):
+        if not (isinstance(<object>wv[k], Value) and isinstance(<object>xv[k], Value)):
+            return _dot_general(wseq, xseq, n, bias)
+        if (<Value>wv[k])._i == 0 or (<Value>xv[k])._i == 0:
+            _uninitialised()
     out = _fresh()
-    for w, x in pairs:
-        iw = _operand(w)
-        ix = _operand(x)
-        wpart.append(iw)
-        xpart.append(ix)
-    ib = _operand(bias)
+    _reserve_slots(1)
+    i = _new_ext_node(OP_DOT, 0.0, 2 * n + 1)
+    ext = nodes[i].u.ext
+    b = (<Value>bias)._i
+    ext.child[0] = <int32_t>b
+    nodes[b].nref += 1
+    acc = nodes[b].data
+    for k in range(n):
+        w = (<Value>wv[k])._i
+        x = (<Value>xv[k])._i
+        ext.child[1 + k] = <int32_t>w
+        ext.child[1 + n + k] = <int32_t>x
+        nodes[w].nref += 1
+        nodes[x].nref += 1
+        acc = acc + nodes[w].data * nodes[x].data
+    nodes[i].data = acc
+    return _own(out, i)
+
+
+cdef object _dot_general(object wseq, object xseq, Py_ssize_t n, object bias):
+    """dot() with numbers among the operands: each number becomes a leaf, made in the
+    reference's order (w0, x0, w1, x1, ..., bias)."""
+    cdef list items = []  # converted before any index is read
+    cdef list wpart = [], xpart = []
+    cdef Py_ssize_t ib, k
+    cdef double acc
+    for k in range(n):
+        items.append(_as_item(wseq[k], "dot"))
+        items.append(_as_item(xseq[k], "dot"))
+    items.append(_as_item(bias, "dot"))
+    out = _fresh()
+    _reserve_slots(len(items) + 1)
+    for k in range(n):
+        wpart.append(_item_index(items[2 * k]))
+        xpart.append(_item_index(items[2 * k + 1]))
+    ib = _item_index(items[2 * n])
     acc = nodes[ib].data
-    for k in range(len(wpart)):
+    for k in range(n):
         acc = acc + nodes[<Py_ssize_t>wpart[k]].data * nodes[<Py_ssize_t>xpart[k]].data
     return _own(out, _fused(OP_DOT, acc, [ib] + wpart + xpart))
 
 
 def sum_values(values, start=0):
     """start + v0 + v1 + ... as ONE node ('sum'): the numbers of the builtin sum(values, start)."""
-    cdef list items = [start]
+    cdef list items = [_as_item(start, "sum_values")]
     cdef list children = []
     cdef double acc
     cdef Py_ssize_t k
-    items.extend(values)
-    for v in items:
-        if not (isinstance(v, Value) or _is_number(v)):
-            raise TypeError("sum_values() takes Values or real numbers")
+    for v in values:
+        items.append(_as_item(v, "sum_values"))
     out = _fresh()
+    _reserve_slots(len(items) + 1)
     for v in items:
-        children.append(_operand(v))
+        children.append(_item_index(v))
     acc = nodes[<Py_ssize_t>children[0]].data
     for k in range(1, len(children)):
         acc = acc + nodes[<Py_ssize_t>children[k]].data
     return _own(out, _fused(OP_SUM, acc, children))
 
 
-cdef bint _is_number(object o) except -1:
-    cdef double x
-    return _as_double(o, &x)
+# ---- introspection ---------------------------------------------------------------------------
+
+def arena_stats():
+    """Statistics of the node arena: live nodes, capacity, high-water mark, memory."""
+    node_bytes = sizeof(mgf_node) + sizeof(PyObject*)  # record + facade pointer
+    return {
+        "live": live,
+        "capacity": cap,
+        "high_water": top - 1,
+        "dead_slots": top - 1 - live,  # reclaimed by the next compaction
+        "node_size": sizeof(mgf_node),
+        "compactions": compactions,
+        "topo_fallbacks": topo_fallbacks,
+        "bytes_per_node": node_bytes,
+        "bytes": cap * node_bytes,
+    }
 
 
 # ---- GC support: Values are GC-capable but untracked until they can be part of a cycle -------
@@ -706,5 +788,5 @@ cdef void _patch_value_type() except *:
     PyType_Modified(t)
 
 
-_grow()
+_resize(INITIAL_SLOTS)
 _patch_value_type()

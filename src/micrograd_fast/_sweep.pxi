@@ -1,34 +1,29 @@
 # ---- backward(): topological order and the reverse sweep -------------------------------------
 #
-# The order is fixed by the reference engine: every node reachable from the root, newest
-# (highest creation number) first. That is a valid topological order because a node is always
-# created after its children, and it makes both engines add gradient contributions in the same
-# order, so they agree bit for bit.
+# The order is fixed by the reference engine: every node reachable from the root, newest first.
+# That is a valid topological order because a node is always created after its children, and it
+# makes both engines add gradient contributions in the same order, so they agree bit for bit.
 #
-# Finding it: one marking pass from the root (breadth-first over an explicit queue, so any depth
-# works); then, because slots are handed out lowest-first, the marked nodes usually already sit
-# in creation order by index, and a downward scan over the marked index range lists them
-# newest-first in O(range). If the scan finds two nodes out of order (slot reuse put a newer node
-# below an older one), or the range is much wider than the graph, the list is sorted by
-# creation number instead.
+# Here index order is creation order (_arena.pxi), so the order is found by one downward scan
+# from the root: a marked node is reachable; it marks its children, which all sit below it.
+# When the reachable nodes are spread thinly over a large index range (a small graph on top of
+# big unrelated ones), the scan would wade through the others: then the graph is walked
+# breadth-first and its indices sorted instead.
 
 cdef extern from *:
     """
-    typedef struct { uint64_t seq; int32_t idx; } mgf_seqidx;
-    static int mgf_cmp_newest_first(const void *x, const void *y) {
-        uint64_t a = ((const mgf_seqidx *)x)->seq, b = ((const mgf_seqidx *)y)->seq;
+    static int mgf_cmp_desc(const void *x, const void *y) {
+        int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
         return (a < b) - (a > b);
     }
     """
-    ctypedef struct mgf_seqidx:
-        uint64_t seq
-        int32_t idx
-    int mgf_cmp_newest_first(const void* x, const void* y) noexcept nogil
+    int mgf_cmp_desc(const void* x, const void* y) noexcept nogil
 
 cdef uint32_t epoch = 0         # marks equal to epoch: reached by the current sort
 cdef int32_t* scratch = NULL    # reusable order buffer of the outermost backward()
 cdef Py_ssize_t scratch_cap = 0
 cdef bint scratch_busy = False  # a Python _backward may call backward() again: it gets its own
+cdef Py_ssize_t topo_fallbacks = 0  # backward() calls that needed the sort (arena_stats)
 
 
 cdef int _next_epoch() except -1:
@@ -60,20 +55,63 @@ cdef int _reserve(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t need) except -1:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef Py_ssize_t _topo(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) except -1:
-    """Write every node reachable from root into buf[0], newest first; return how many."""
-    cdef Py_ssize_t cnt = 1, r = 0, j, c, k, lo = root, hi = root, out
-    cdef uint64_t prev
+cdef Py_ssize_t _topo_scan(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) except -2:
+    """The downward scan; -1 (nothing changed but marks) when it meets too many unrelated nodes."""
+    cdef Py_ssize_t j = root, pending = 1, out = 0, skipped = 0, c, k
+    cdef uint32_t e
     cdef mgf_node* n
     cdef mgf_ext* ext
     cdef int32_t* q
-    cdef mgf_seqidx* pairs
     _next_epoch()
-    _reserve(buf, bufcap, 16)
+    e = epoch
+    nodes[root].mark = e
+    nodes[0].mark = e  # "no child" is slot 0: it must never count as pending
+    q = buf[0]
+    while pending:
+        n = &nodes[j]
+        if n.mark == e:
+            pending -= 1
+            if out == bufcap[0]:
+                _reserve(buf, bufcap, out + 1)
+                q = buf[0]
+            q[out] = <int32_t>j
+            out += 1
+            # branch-free: whether a child is already marked is data, not control flow
+            if _is_ext(n.op):
+                ext = n.u.ext
+                for k in range(n.a):
+                    c = ext.child[k]
+                    pending += nodes[c].mark != e
+                    nodes[c].mark = e
+            else:
+                c = n.a
+                pending += nodes[c].mark != e
+                nodes[c].mark = e
+                c = n.b
+                pending += nodes[c].mark != e
+                nodes[c].mark = e
+        else:
+            skipped += 1
+            if skipped > 4 * out + 65536:
+                return -1
+        j -= 1
+    return out
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _topo_walk(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) except -1:
+    """Breadth-first over the graph (the queue is the buffer), then indices sorted, highest
+    first: O(n log n) in the graph's size, whatever the arena holds besides."""
+    cdef Py_ssize_t cnt = 1, r = 0, j, c, k
+    cdef mgf_node* n
+    cdef mgf_ext* ext
+    cdef int32_t* q
+    _next_epoch()
+    nodes[0].mark = epoch
     q = buf[0]
     q[0] = <int32_t>root
     nodes[root].mark = epoch
-    # 1. mark: breadth-first, the queue is the buffer itself
     while r < cnt:
         j = q[r]
         r += 1
@@ -89,61 +127,34 @@ cdef Py_ssize_t _topo(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) except
                     nodes[c].mark = epoch
                     q[cnt] = <int32_t>c
                     cnt += 1
-                    lo = c if c < lo else lo
-                    hi = c if c > hi else hi
         else:
             if cnt + 2 > bufcap[0]:
                 _reserve(buf, bufcap, cnt + 2)
                 q = buf[0]
             c = n.a
-            if c and nodes[c].mark != epoch:
+            if nodes[c].mark != epoch:
                 nodes[c].mark = epoch
                 q[cnt] = <int32_t>c
                 cnt += 1
-                lo = c if c < lo else lo
-                hi = c if c > hi else hi
             c = n.b
-            if c and nodes[c].mark != epoch:
+            if nodes[c].mark != epoch:
                 nodes[c].mark = epoch
                 q[cnt] = <int32_t>c
                 cnt += 1
-                lo = c if c < lo else lo
-                hi = c if c > hi else hi
-    # 2. order: the queue is consumed, the marks say who is reachable. When the marked index
-    #    range is dense, a downward scan lists the nodes; if they are in creation order, done.
-    if hi - lo < 4 * cnt:
-        out = 0
-        prev = <uint64_t>-1
-        j = hi
-        while j >= lo:
-            if nodes[j].mark == epoch:
-                if nodes[j].seq >= prev:
-                    break  # slot reuse put a newer node below an older one: sort instead
-                prev = nodes[j].seq
-                q[out] = <int32_t>j
-                out += 1
-            j -= 1
-        else:
-            return cnt
-        out = 0  # the scan overwrote part of the queue: list the marked nodes again, then sort
-        j = lo
-        while j <= hi:
-            if nodes[j].mark == epoch:
-                q[out] = <int32_t>j
-                out += 1
-            j += 1
-    # 3. sort by creation number, newest first
-    pairs = <mgf_seqidx*>PyMem_RawMalloc(<size_t>cnt * sizeof(mgf_seqidx))
-    if pairs == NULL:
-        raise MemoryError()
-    for k in range(cnt):
-        pairs[k].seq = nodes[q[k]].seq
-        pairs[k].idx = q[k]
-    qsort(pairs, cnt, sizeof(mgf_seqidx), mgf_cmp_newest_first)
-    for k in range(cnt):
-        q[k] = pairs[k].idx
-    PyMem_RawFree(pairs)
+    qsort(q, cnt, sizeof(int32_t), mgf_cmp_desc)
     return cnt
+
+
+cdef Py_ssize_t _topo(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) except -1:
+    """Write every node reachable from root into buf[0], newest first; return how many."""
+    global topo_fallbacks
+    cdef Py_ssize_t cnt
+    _reserve(buf, bufcap, 1024)
+    cnt = _topo_scan(root, buf, bufcap)
+    if cnt >= 0:
+        return cnt
+    topo_fallbacks += 1
+    return _topo_walk(root, buf, bufcap)
 
 
 cdef int _raise_math(int err) except -1:
@@ -236,23 +247,42 @@ cdef int _backprop_node(Py_ssize_t j) except -1:
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef int _backward_from(Py_ssize_t root) except -1:
-    global scratch, scratch_cap, scratch_busy
+    global scratch, scratch_cap, scratch_busy, pinned
     cdef int32_t* own = NULL
     cdef Py_ssize_t own_cap = 0, cnt, t
     cdef int32_t** buf
     cdef Py_ssize_t* bufcap
     cdef bint outer = not scratch_busy
+    cdef int32_t* q
+    cdef mgf_node* n
+    cdef double g, fa, fb
+    cdef unsigned int op
     if outer:
         buf, bufcap = &scratch, &scratch_cap
         scratch_busy = True
     else:
         buf, bufcap = &own, &own_cap
+    pinned += 1  # the order holds indices: a Python _backward must not trigger a compaction
     try:
         cnt = _topo(root, buf, bufcap)
         nodes[root].grad = 1.0
+        q = buf[0]  # nested backward() calls use their own buffer: q stays valid
         for t in range(cnt):
-            _backprop_node(buf[0][t])
+            n = &nodes[q[t]]
+            op = n.op
+            # leaves, + and * dominate every graph: one branch-free case for the three. A leaf's
+            # "children" are slot 0, a harmless sink; + is * by 1.0, which is exact for every
+            # double (inf and nan included), so the numbers are those of reference.py
+            if op <= OP_MUL:
+                g = n.grad
+                fa = nodes[n.b].data if op == OP_MUL else 1.0
+                fb = nodes[n.a].data if op == OP_MUL else 1.0
+                nodes[n.a].grad += fa * g
+                nodes[n.b].grad += fb * g
+            else:
+                _backprop_node(q[t])
     finally:
+        pinned -= 1
         if outer:
             scratch_busy = False
         else:
