@@ -3,8 +3,11 @@
 The pieces (make_moons, svm_loss, train_step) are shared with the benchmarks and the tests; they
 take the engine's Value class and an MLP built over that engine, so upstream micrograd fits too.
 """
+import argparse
 import math
 import random
+import sys
+import time
 
 
 def make_moons(n_samples=100, noise=0.1, seed=1337):
@@ -54,5 +57,133 @@ def train_step(model, X, y, Value, k, steps):
     return total_loss.data, acc
 
 
+ENGINES = ("fast", "reference", "micrograd")
+
+
+def load_engine(name):
+    """(Value, nn module) for an engine name: fast (the active engine), reference, micrograd."""
+    if name == "fast":
+        from . import engine, nn
+
+        return engine.Value, nn
+    if name == "reference":
+        from . import nn, reference
+
+        return reference.Value, nn.over(reference)
+    try:
+        import micrograd.engine
+        import micrograd.nn
+    except ImportError:
+        raise SystemExit("--engine micrograd needs upstream micrograd: pip install micrograd") from None
+    return micrograd.engine.Value, micrograd.nn
+
+
+def _progress(steps, enabled):
+    """tqdm's bar when tqdm is installed and wanted, else None (plain lines are printed)."""
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=steps, unit="step", dynamic_ncols=True, file=sys.stdout)
+
+
+def train(model, X, y, Value, steps, progress=True):
+    """The notebook's loop; returns the per-step (loss, accuracy) history."""
+    history = []
+    bar = _progress(steps, progress)
+    for k in range(steps):
+        loss, acc = train_step(model, X, y, Value, k, steps)
+        history.append((loss, acc))
+        if bar is not None:
+            bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.0%}", refresh=False)
+            bar.update(1)
+        elif progress and (k % 10 == 0 or k == steps - 1):
+            print(f"step {k:4d} loss {loss:.6f}, accuracy {acc:.0%}")
+    if bar is not None:
+        bar.close()
+    return history
+
+
+def plot(path, model, X, y, Value, history):
+    """PNG with the decision boundary over the data and the loss/accuracy curves."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install 'micrograd_fast[plot]'") from None
+    h = 0.05
+    xs0 = [p[0] for p in X]
+    xs1 = [p[1] for p in X]
+    x_min, x_max = min(xs0) - 1, max(xs0) + 1
+    y_min, y_max = min(xs1) - 1, max(xs1) + 1
+    gx = [x_min + i * h for i in range(int((x_max - x_min) / h) + 1)]
+    gy = [y_min + j * h for j in range(int((y_max - y_min) / h) + 1)]
+    Z = [[1.0 if model([Value(a), Value(b)]).data > 0 else 0.0 for a in gx] for b in gy]
+
+    fig, (ax, ax_loss) = plt.subplots(1, 2, figsize=(11, 4.5))
+    ax.contourf(gx, gy, Z, cmap=plt.cm.Spectral, alpha=0.8)
+    ax.scatter(xs0, xs1, c=y, s=30, cmap=plt.cm.Spectral, edgecolors="k")
+    ax.set_xlim(x_min, x_max)
+    ax.set_ylim(y_min, y_max)
+    ax.set_title("decision boundary")
+    steps = range(len(history))
+    ax_loss.plot(steps, [loss for loss, _ in history], label="loss")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("loss")
+    ax_acc = ax_loss.twinx()
+    ax_acc.plot(steps, [acc for _, acc in history], color="tab:orange", label="accuracy")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.set_ylim(0, 1.05)
+    ax_loss.set_title("training")
+    fig.legend(loc="center right", bbox_to_anchor=(0.9, 0.5))
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main(argv=None):
-    raise SystemExit("demo CLI: not built yet")
+    parser = argparse.ArgumentParser(
+        prog="python -m micrograd_fast demo",
+        description="micrograd's demo: an MLP(2, [16, 16, 1]) learns the two-moons data set "
+        "with an SVM max-margin loss, L2 regularization and SGD with a decaying learning rate.",
+    )
+    parser.add_argument("--steps", type=int, default=100, help="training steps (default 100)")
+    parser.add_argument("--seed", type=int, default=1337, help="seed for the data and the weights")
+    parser.add_argument("--samples", type=int, default=100, help="data points (default 100)")
+    parser.add_argument("--engine", choices=ENGINES, default="fast",
+                        help="fast (this package), reference (pure Python) or micrograd (upstream)")
+    parser.add_argument("--plot", metavar="PATH", help="save a PNG of the decision boundary and loss")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar or step lines")
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+
+    Value, nn = load_engine(args.engine)
+    X, y = make_moons(n_samples=args.samples, seed=args.seed)
+    random.seed(args.seed)
+    model = nn.MLP(2, [16, 16, 1])
+    backend = f" ({_backend_name()})" if args.engine == "fast" else ""
+    print(f"engine {args.engine}{backend}: MLP(2, [16, 16, 1]) with {len(model.parameters())} "
+          f"parameters, {len(X)} points, {args.steps} steps")
+    start = time.perf_counter()
+    history = train(model, X, y, Value, args.steps, progress=not args.no_progress)
+    elapsed = time.perf_counter() - start
+    loss, _ = history[-1]
+    final_loss, final_acc = svm_loss(model, X, y, Value)
+    print(f"final loss {final_loss.data:.6f}, accuracy {final_acc:.0%} "
+          f"(last step's loss {loss:.6f})")
+    print(f"time {elapsed:.3f} s, {elapsed / args.steps * 1e3:.2f} ms per step")
+    if args.plot:
+        plot(args.plot, model, X, y, Value, history)
+        print(f"plot saved to {args.plot}")
+    return 0
+
+
+def _backend_name():
+    from . import engine
+
+    return engine.BACKEND

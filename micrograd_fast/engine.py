@@ -1,6 +1,28 @@
 """Picks the engine: the compiled one, or the pure-Python reference when
 MICROGRAD_FAST_PURE_PYTHON=1 (read here and nowhere else)."""
+import importlib
 import os
+import sys
+
+
+def _load_compiled():
+    name = __package__ + "._engine"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
+        # Python started in a source checkout (`python -m micrograd_fast`, `python -m pytest`)
+        # imports the checkout's micrograd_fast/, which holds the Python modules but not the
+        # compiled module that `pip install .` put beside the installed copy. Let the package's
+        # search path reach that copy too (pkgutil.extend_path scans sys.path for it); the
+        # checkout's Python modules still come first.
+        import pkgutil
+
+        package = sys.modules[__package__]
+        package.__path__ = pkgutil.extend_path(package.__path__, __package__)
+        return importlib.import_module(name)
+
 
 if os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
     from .reference import Value, dot, sum_values
@@ -8,14 +30,14 @@ if os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
     BACKEND = "python"
 else:
     try:
-        from ._engine import Value, dot, sum_values
+        _compiled = _load_compiled()
     except ImportError as exc:  # never a silent, 100x slower fallback
         raise ImportError(
             "micrograd_fast's compiled engine (micrograd_fast._engine) is not built or does not load: "
             f"{exc}. Install the package with `pip install .` (it compiles the extension), or set "
             "MICROGRAD_FAST_PURE_PYTHON=1 to use the pure-Python reference engine."
         ) from exc
-
+    Value, dot, sum_values = _compiled.Value, _compiled.dot, _compiled.sum_values
     BACKEND = "cython"
 
 __all__ = ["BACKEND", "Value", "dot", "sum_values"]

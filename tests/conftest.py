@@ -1,11 +1,11 @@
 """Every engine test runs on both engines: `engine` is parametrized as [c] (compiled) and [py]
 (the pure-Python reference), as multidict's conftest does for its C and Python implementations."""
-import importlib
 import os
 import types
 
 import pytest
 
+import micrograd_fast.engine
 import micrograd_fast.nn
 import micrograd_fast.reference
 
@@ -14,7 +14,7 @@ PURE = os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0")
 
 def _compiled():
     try:
-        return importlib.import_module("micrograd_fast._engine")
+        return micrograd_fast.engine._load_compiled()
     except ImportError:
         if PURE:  # pure-Python mode may run without the extension
             pytest.skip("compiled engine not built (MICROGRAD_FAST_PURE_PYTHON=1)")
