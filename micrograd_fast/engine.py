@@ -1,11 +1,15 @@
 """Picks the engine: the compiled one, or the pure-Python reference when
 MICROGRAD_FAST_PURE_PYTHON=1 (read here and nowhere else)."""
+from __future__ import annotations
+
 import importlib
 import os
 import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, Literal
 
 
-def _load_compiled():
+def _load_compiled() -> ModuleType:
     name = __package__ + "._engine"
     try:
         return importlib.import_module(name)
@@ -24,8 +28,13 @@ def _load_compiled():
         return importlib.import_module(name)
 
 
-if os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
-    from .reference import Value, dot, sum_values
+BACKEND: Literal["cython", "python"]  # which engine is active
+if TYPE_CHECKING:
+    # type checkers see the compiled engine's API (micrograd_fast/_engine.pyi); the reference
+    # engine has the same one
+    from ._engine import Value, dot, layer, sum_values
+elif os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
+    from .reference import Value, dot, layer, sum_values
 
     BACKEND = "python"
 else:
@@ -37,7 +46,8 @@ else:
             f"{exc}. Install the package with `pip install .` (it compiles the extension), or set "
             "MICROGRAD_FAST_PURE_PYTHON=1 to use the pure-Python reference engine."
         ) from exc
-    Value, dot, sum_values = _compiled.Value, _compiled.dot, _compiled.sum_values
+    Value, dot, layer, sum_values = (
+        _compiled.Value, _compiled.dot, _compiled.layer, _compiled.sum_values)
     BACKEND = "cython"
 
-__all__ = ["BACKEND", "Value", "dot", "sum_values"]
+__all__ = ["BACKEND", "Value", "dot", "layer", "sum_values"]

@@ -1,74 +1,93 @@
 """micrograd's nn -- Module, Neuron, Layer, MLP -- written once, over the active engine."""
+from __future__ import annotations
+
 import random
+from collections.abc import Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Union
 
 from . import engine as _engine  # looked up at call time, so over() can swap it
+
+if TYPE_CHECKING:
+    from .engine import Value
+
+    # a layer's input: Values, or plain numbers for the first layer (as micrograd)
+    Inputs = Sequence[Union[Value, float]]
 
 
 class Module:
 
-    def zero_grad(self):
+    def zero_grad(self) -> None:
         for p in self.parameters():
             p.grad = 0
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return []
 
 
 class Neuron(Module):
 
-    def __init__(self, nin, nonlin=True):
+    def __init__(self, nin: int, nonlin: bool = True) -> None:
         self.w = [_engine.Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = _engine.Value(0)
         self.nonlin = nonlin
 
-    def __call__(self, x):
+    def __call__(self, x: Inputs) -> Value:
         # one fused node for b + w0*x0 + w1*x1 + ..., summed left to right from b: the numbers
         # of micrograd's sum((wi*xi for wi, xi in zip(self.w, x)), self.b) with 1 node, not 2n
         act = _engine.dot(self.w, x, self.b)
         return act.relu() if self.nonlin else act
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return self.w + [self.b]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
+
+
+_neuron_call = Neuron.__call__
 
 
 class Layer(Module):
 
-    def __init__(self, nin, nout, **kwargs):
+    def __init__(self, nin: int, nout: int, **kwargs: Any) -> None:
         self.neurons = [Neuron(nin, **kwargs) for _ in range(nout)]
 
-    def __call__(self, x):
-        out = [n(x) for n in self.neurons]
+    # Any: a Value when the layer has one neuron, else a list of Values (as micrograd), so that
+    # both `model(x).relu()` and `for v in layer(x)` type-check in users' code
+    def __call__(self, x: Inputs) -> Any:
+        if Neuron.__call__ is _neuron_call:  # the engine runs plain Neurons itself, same nodes
+            out = _engine.layer(self.neurons, x, Neuron)
+        else:
+            out = [n(x) for n in self.neurons]
         return out[0] if len(out) == 1 else out
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return [p for n in self.neurons for p in n.parameters()]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
 
 
 class MLP(Module):
 
-    def __init__(self, nin, nouts):
+    def __init__(self, nin: int, nouts: list[int]) -> None:
         sz = [nin] + nouts
         self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1) for i in range(len(nouts))]
 
-    def __call__(self, x):
+    def __call__(self, x: Inputs) -> Any:  # Any: as Layer.__call__
         for layer in self.layers:
             x = layer(x)
         return x
 
-    def parameters(self):
+    def parameters(self) -> list[Value]:
         return [p for layer in self.layers for p in layer.parameters()]
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"
 
 
-def over(engine):
+def over(engine: ModuleType) -> ModuleType:
     """This module again, bound to another engine module (e.g. micrograd_fast.reference).
 
     Tests and benchmarks use it to run both engines in one process:
@@ -77,7 +96,8 @@ def over(engine):
     import importlib.util
 
     spec = importlib.util.find_spec(__name__)
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    module._engine = engine
+    setattr(module, "_engine", engine)
     return module

@@ -11,16 +11,20 @@ It reads like micrograd's engine.py and gives micrograd's numbers, with four del
 
 The compiled engine (micrograd_fast._engine) must behave exactly like this module.
 """
+from __future__ import annotations
+
 import itertools
 import math
 import numbers
+from collections.abc import Callable, Iterable
+from typing import Any, Optional, Union
 
-__all__ = ["Value", "dot", "sum_values"]
+__all__ = ["Value", "dot", "layer", "sum_values"]
 
 _creation = itertools.count(1)  # creation number of every node: the order backward() follows
 
 
-def _real(x, what="data"):
+def _real(x: Any, what: str = "data") -> float:
     """float(x) for real numbers only: strings and other non-numbers are a TypeError."""
     if type(x) is float:
         return x
@@ -32,7 +36,7 @@ def _real(x, what="data"):
         raise TypeError(f"Value {what} must be a real number, not {type(x).__name__!r}") from None
 
 
-def _number(x):
+def _number(x: Any) -> Optional[float]:
     """float(x) for a real number, None for anything else."""
     if isinstance(x, (str, bytes, bytearray)):
         return None
@@ -42,7 +46,7 @@ def _number(x):
         return None
 
 
-def _operand(other):
+def _operand(other: Any) -> Optional[Value]:
     """other as a Value, or None when it is not a number (the operator then returns NotImplemented)."""
     if isinstance(other, Value):
         return other
@@ -50,20 +54,20 @@ def _operand(other):
     return None if x is None else Value(x)
 
 
-def _pow(x, k):
+def _pow(x: float, k: float) -> float:
     """Python's float power, except that a complex result is a ValueError (as math.pow)."""
-    r = x ** k
-    if type(r) is complex:
+    r: Union[float, complex] = x ** k
+    if isinstance(r, complex):
         raise ValueError("negative number cannot be raised to a fractional power")
     return r
 
 
-def _exponent_text(k):
+def _exponent_text(k: float) -> str:
     # micrograd names the node f'**{other}': '**2' for an int, '**0.5' for a float
     return str(int(k)) if isinstance(k, numbers.Integral) else repr(float(k))
 
 
-def _sigmoid(x):
+def _sigmoid(x: float) -> float:
     # both branches call exp on a non-positive number, so neither can overflow
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -74,7 +78,19 @@ def _sigmoid(x):
 class Value:
     """A scalar that remembers how it was made, so that backward() can find its gradient."""
 
-    def __init__(self, data, _children=(), _op='', label=''):
+    # the attributes every Value has (set by __init__ and by _node)
+    _data: float
+    _grad: float
+    _children: tuple[Value, ...]
+    _op: str
+    label: str
+    _local: Optional[Callable[[Value], None]]
+    _py: Optional[Callable[[], object]]
+    _k: float
+    _seq: int
+
+    def __init__(self, data: float, _children: Iterable[Value] = (), _op: str = '',
+                 label: str = '') -> None:
         self.data = data
         self.grad = 0.0
         for child in _children:
@@ -89,7 +105,8 @@ class Value:
         self._seq = next(_creation)
 
     @classmethod
-    def _node(cls, data, children, op, local, k=0.0):
+    def _node(cls, data: float, children: tuple[Value, ...], op: str,
+              local: Callable[[Value], None], k: float = 0.0) -> Value:
         # the result of a built-in op: skips __init__'s checks, always a plain Value (as micrograd)
         out = Value.__new__(Value)
         out._data, out._grad = data, 0.0
@@ -100,54 +117,54 @@ class Value:
 
     # ---- data and grad are floats ----
     @property
-    def data(self):
+    def data(self) -> float:
         return self._data
 
     @data.setter
-    def data(self, x):
+    def data(self, x: float) -> None:
         self._data = _real(x)
 
     @property
-    def grad(self):
+    def grad(self) -> float:
         return self._grad
 
     @grad.setter
-    def grad(self, x):
+    def grad(self, x: float) -> None:
         self._grad = _real(x, "grad")
 
     @property
-    def _prev(self):
+    def _prev(self) -> set[Value]:
         return set(self._children)
 
     @property
-    def _backward(self):
+    def _backward(self) -> Callable[[], object]:
         """This node's local backward: adds its contribution to its children's grads."""
         return self._py if self._py is not None else self._run_local
 
     @_backward.setter
-    def _backward(self, fn):
+    def _backward(self, fn: Callable[[], object]) -> None:
         if not callable(fn):
             raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
         self._py = fn
 
-    def _run_local(self):
+    def _run_local(self) -> None:
         if self._local is not None:
             self._local(self)
 
     # ---- the operators micrograd has ----
-    def __add__(self, other):
-        other = _operand(other)
-        if other is None:
+    def __add__(self, other: Union[Value, float]) -> Value:
+        o = _operand(other)
+        if o is None:
             return NotImplemented
-        return self._node(self.data + other.data, (self, other), '+', _add_backward)
+        return self._node(self.data + o.data, (self, o), '+', _add_backward)
 
-    def __mul__(self, other):
-        other = _operand(other)
-        if other is None:
+    def __mul__(self, other: Union[Value, float]) -> Value:
+        o = _operand(other)
+        if o is None:
             return NotImplemented
-        return self._node(self.data * other.data, (self, other), '*', _mul_backward)
+        return self._node(self.data * o.data, (self, o), '*', _mul_backward)
 
-    def __pow__(self, other):
+    def __pow__(self, other: Union[Value, float]) -> Value:
         if isinstance(other, Value):  # beyond micrograd: a Value exponent
             return self._node(_pow(self.data, other.data), (self, other), '**', _vpow_backward)
         k = _number(other)
@@ -156,49 +173,49 @@ class Value:
         return self._node(_pow(self.data, k), (self,), f'**{_exponent_text(other)}',
                           _pow_backward, k)
 
-    def __rpow__(self, other):  # other ** self
-        other = _operand(other)
-        if other is None:
+    def __rpow__(self, other: float) -> Value:  # other ** self
+        base = _operand(other)
+        if base is None:
             return NotImplemented
-        return other ** self
+        return base ** self
 
-    def relu(self):
+    def relu(self) -> Value:
         x = self.data
         return self._node(0.0 if x < 0 else x, (self,), 'ReLU', _relu_backward)
 
-    def tanh(self):
+    def tanh(self) -> Value:
         return self._node(math.tanh(self.data), (self,), 'tanh', _tanh_backward)
 
-    def exp(self):
+    def exp(self) -> Value:
         return self._node(math.exp(self.data), (self,), 'exp', _exp_backward)
 
-    def log(self):
+    def log(self) -> Value:
         return self._node(math.log(self.data), (self,), 'log', _log_backward)
 
-    def sigmoid(self):
+    def sigmoid(self) -> Value:
         return self._node(_sigmoid(self.data), (self,), 'sigmoid', _sigmoid_backward)
 
     # ---- derived operators: the same graph shapes as micrograd ----
-    def __neg__(self):  # -self
+    def __neg__(self) -> Value:  # -self
         return self * -1
 
-    def __radd__(self, other):  # other + self
+    def __radd__(self, other: Union[Value, float]) -> Value:  # other + self
         return self + other
 
-    def __sub__(self, other):  # self - other
+    def __sub__(self, other: Union[Value, float]) -> Value:  # self - other
         if not isinstance(other, Value) and _number(other) is None:
             return NotImplemented
         return self + (-other)
 
-    def __rsub__(self, other):  # other - self
+    def __rsub__(self, other: float) -> Value:  # other - self
         if _number(other) is None:
             return NotImplemented
         return other + (-self)
 
-    def __rmul__(self, other):  # other * self
+    def __rmul__(self, other: Union[Value, float]) -> Value:  # other * self
         return self * other
 
-    def __truediv__(self, other):  # self / other
+    def __truediv__(self, other: Union[Value, float]) -> Value:  # self / other
         if isinstance(other, Value):
             return self * other**-1
         x = _number(other)
@@ -206,15 +223,22 @@ class Value:
             return NotImplemented
         return self * _pow(x, -1.0)  # micrograd: other**-1 on the plain number
 
-    def __rtruediv__(self, other):  # other / self
+    def __rtruediv__(self, other: float) -> Value:  # other / self
         if _number(other) is None:
             return NotImplemented
         return other * self**-1
 
-    def backward(self):
+    def __reduce__(self) -> tuple[object, ...]:
+        # copy, deepcopy and pickle give a leaf with the same data, grad, label and extra
+        # attributes and the same class; the graph that made the Value is not copied
+        extra = {k: v for k, v in vars(self).items() if k not in _VALUE_FIELDS}
+        return _rebuild, (type(self), self.data, self.grad, self.label, extra or None)
+
+    def backward(self) -> None:
         # topological order: every node reachable from self, found without recursion, then
         # newest first -- a node is always created after its children, so that order is valid
-        topo, stack, seen = [], [self], {self}
+        topo: list[Value] = []
+        stack, seen = [self], {self}
         while stack:
             v = stack.pop()
             topo.append(v)
@@ -229,31 +253,44 @@ class Value:
         for v in topo:
             v._backward()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Value(data={self.data}, grad={self.grad})"
 
 
 # ---- local backward of each built-in op: out's grad flows into its children ----
 
-def _add_backward(out):
+_VALUE_FIELDS = frozenset(Value.__annotations__)
+
+
+def _rebuild(cls: type[Value], data: float, grad: float, label: str,
+             state: Optional[dict[str, object]]) -> Value:
+    v = cls.__new__(cls)
+    Value.__init__(v, data, label=label)
+    v.grad = grad
+    for key, value in (state or {}).items():
+        setattr(v, key, value)
+    return v
+
+
+def _add_backward(out: Value) -> None:
     a, b = out._children
     a.grad += out.grad
     b.grad += out.grad
 
 
-def _mul_backward(out):
+def _mul_backward(out: Value) -> None:
     a, b = out._children
     a.grad += b.data * out.grad
     b.grad += a.data * out.grad
 
 
-def _pow_backward(out):  # d/dx x**k = k * x**(k-1)
+def _pow_backward(out: Value) -> None:  # d/dx x**k = k * x**(k-1)
     (a,) = out._children
     k = out._k
     a.grad += (k * _pow(a.data, k - 1)) * out.grad
 
 
-def _vpow_backward(out):  # d/da a**b = b * a**(b-1);  d/db a**b = a**b * log(a)
+def _vpow_backward(out: Value) -> None:  # d/da a**b = b * a**(b-1);  d/db a**b = a**b * log(a)
     a, b = out._children
     x, y = a.data, b.data
     a.grad += (y * _pow(x, y - 1)) * out.grad
@@ -264,34 +301,34 @@ def _vpow_backward(out):  # d/da a**b = b * a**(b-1);  d/db a**b = a**b * log(a)
     b.grad += dy * out.grad
 
 
-def _relu_backward(out):
+def _relu_backward(out: Value) -> None:
     (a,) = out._children
     a.grad += (out.data > 0) * out.grad
 
 
-def _tanh_backward(out):  # d tanh = 1 - tanh**2
+def _tanh_backward(out: Value) -> None:  # d tanh = 1 - tanh**2
     (a,) = out._children
     t = out.data
     a.grad += (1 - t * t) * out.grad
 
 
-def _exp_backward(out):  # d exp = exp
+def _exp_backward(out: Value) -> None:  # d exp = exp
     (a,) = out._children
     a.grad += out.data * out.grad
 
 
-def _log_backward(out):  # d log x = 1 / x
+def _log_backward(out: Value) -> None:  # d log x = 1 / x
     (a,) = out._children
     a.grad += out.grad / a.data
 
 
-def _sigmoid_backward(out):  # d s = s * (1 - s)
+def _sigmoid_backward(out: Value) -> None:  # d s = s * (1 - s)
     (a,) = out._children
     s = out.data
     a.grad += (s * (1 - s)) * out.grad
 
 
-def _dot_backward(out):
+def _dot_backward(out: Value) -> None:
     bias, *rest = out._children
     n = len(rest) // 2
     bias.grad += out.grad
@@ -300,40 +337,48 @@ def _dot_backward(out):
         x.grad += w.data * out.grad
 
 
-def _sum_backward(out):
+def _sum_backward(out: Value) -> None:
     for child in out._children:
         child.grad += out.grad
 
 
 # ---- fused helpers: one node, the same numbers as the unfused expression ----
 
-def dot(ws, xs, bias):
+def dot(ws: Iterable[Union[Value, float]], xs: Iterable[Union[Value, float]],
+        bias: Union[Value, float]) -> Value:
     """bias + w0*x0 + w1*x1 + ... as ONE node ('dot'), summed left to right from bias.
 
     Exactly the numbers of micrograd's Neuron, ``sum((wi*xi for wi, xi in zip(w, x)), b)``,
     with one node instead of 2n. Pairs stop at the shorter of ws and xs, as zip does.
     """
     pairs = []
-    for w, x in zip(ws, xs):
-        w, x = _operand(w), _operand(x)
+    for w_in, x_in in zip(ws, xs):
+        w, x = _operand(w_in), _operand(x_in)
         if w is None or x is None:
             raise TypeError("dot() takes Values or real numbers")
         pairs.append((w, x))
-    bias = _operand(bias)
-    if bias is None:
+    b = _operand(bias)
+    if b is None:
         raise TypeError("dot() takes Values or real numbers")
-    acc = bias.data
+    acc = b.data
     for w, x in pairs:
         acc = acc + w.data * x.data
-    children = (bias, *(w for w, _ in pairs), *(x for _, x in pairs))
+    children = (b, *(w for w, _ in pairs), *(x for _, x in pairs))
     return Value._node(acc, children, 'dot', _dot_backward)
 
 
-def sum_values(values, start=0):
+def layer(neurons: Iterable[Callable[[Any], Any]], x: Any,
+          neuron_type: type[Any]) -> list[Any]:
+    """Calls each neuron on x: ``[n(x) for n in neurons]``. (The compiled engine computes
+    neurons of exactly neuron_type itself, with the same nodes in the same order.)"""
+    return [n(x) for n in neurons]
+
+
+def sum_values(values: Iterable[Union[Value, float]], start: Union[Value, float] = 0) -> Value:
     """start + v0 + v1 + ... as ONE node ('sum'): the numbers of the builtin sum(values, start)."""
     children = []
-    for v in (start, *values):
-        v = _operand(v)
+    for item in (start, *values):
+        v = _operand(item)
         if v is None:
             raise TypeError("sum_values() takes Values or real numbers")
         children.append(v)

@@ -77,6 +77,7 @@ cdef enum:
     FLAG_INT_K = 1       # the exponent k was an int: the op is named '**2', not '**2.0'
     FLAG_LABEL = 2       # has an entry in _labels (keyed by seq, which compaction keeps)
     FLAG_OPNAME = 4      # has an entry in _opnames (hand-built nodes, or _op assigned)
+    FLAG_KEEP = 8        # the node holds a reference to its facade (see _keep in _engine.pyx)
 
     NIL = 0xFFFFFFFF     # end of the release list
     MAX_SLOTS = 0x7FFFFFF0
@@ -122,7 +123,7 @@ cdef void _compact() noexcept:
     """Slide the live nodes down over the dead ones, keeping their order; fix every index held
     by a node (its children) or a facade (Value._i). Pure C: no Python code can run meanwhile."""
     global top, compactions
-    cdef Py_ssize_t i, p, k, c
+    cdef Py_ssize_t i, p, k, c, new_top
     cdef mgf_node* n
     # 1. new index of every live node, in its mark (dead: 0; slot 0 stays 0)
     nodes[0].mark = 0
@@ -133,6 +134,7 @@ cdef void _compact() noexcept:
             p += 1
         else:
             nodes[i].mark = 0
+    new_top = p  # == live + 1, as every op makes its nodes only once nothing can fail
     # 2. children to their new indices (children sit below parents: their marks are intact)
     for i in range(1, top):
         n = &nodes[i]
@@ -156,7 +158,7 @@ cdef void _compact() noexcept:
             facades[p] = facades[i]
             if facades[p] != NULL:
                 (<Value>facades[p])._i = p
-    top = live + 1
+    top = new_top
     compactions += 1
 
 

@@ -9,7 +9,8 @@ cimport cython
 from cpython.exc cimport PyErr_WriteUnraisable
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsDouble, PyLong_Check, PyLong_CheckExact
-from cpython.mem cimport PyMem_Free, PyMem_Malloc, PyMem_RawFree, PyMem_RawMalloc, PyMem_RawRealloc
+from cpython.mem cimport (PyMem_Free, PyMem_Malloc, PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc,
+                          PyMem_RawRealloc)
 from cpython.object cimport PyObject
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
@@ -105,7 +106,9 @@ cdef double _power(double x, double k) except? -1.0:
     cdef double r = 0.0
     cdef int err = py_pow(x, k, &r)
     if err:
-        _math_error(err, "negative number cannot be raised to a fractional power")
+        # as float's **: ValueError for a complex result, OverflowError(34, ...) for a range
+        _math_error(err, "negative number cannot be raised to a fractional power"
+                    if err == F_DOMAIN else None)
     return r
 
 
@@ -165,6 +168,30 @@ cdef Value _facade(Py_ssize_t i):
 cdef inline void _track(Value v) noexcept:
     if not PyObject_GC_IsTracked(<PyObject*>v):
         PyObject_GC_Track(<PyObject*>v)
+
+
+cdef void _keep(Value v) noexcept:
+    """Let v's node hold a reference to v, so the object lives as long as its node does.
+
+    A plain Value is only a handle: when it dies and its node lives on (inside a graph), _prev
+    makes an equal new one. An instance of a subclass, or one carrying extra attributes
+    (p.m = 0.0), is more than a handle -- micrograd's graph keeps that very object -- so such a
+    facade is kept by its node. The cycle (facade -> node -> facade) is reported to the GC by
+    the facade itself while it is the node's only owner (_value_traverse), and broken by
+    _value_clear, so it is collected once nothing else needs it."""
+    cdef Py_ssize_t i = v._i
+    if i and not (nodes[i].flags & FLAG_KEEP):
+        Py_INCREF(v)
+        nodes[i].flags |= FLAG_KEEP
+        _track(v)
+
+
+cdef void _unkeep(Value v) noexcept:
+    """Undo _keep (the caller holds its own reference to v)."""
+    cdef Py_ssize_t i = v._i
+    if i and nodes[i].flags & FLAG_KEEP:
+        nodes[i].flags &= ~FLAG_KEEP
+        Py_DECREF(v)
 
 
 cdef inline Py_ssize_t _index(Value v) except 0:
@@ -321,12 +348,15 @@ cdef class Value:
             nodes[i].flags |= FLAG_LABEL
         old = self._i
         if old:  # __init__ called again: rebind
+            _unkeep(self)
             self._i = 0
             facades[old] = NULL
             _own(self, i)
             _release(old)
         else:
             _own(self, i)
+        if type(self) is not Value or self._dict != NULL:
+            _keep(self)
 
     # ---- the numbers ----
     @property
@@ -416,6 +446,7 @@ cdef class Value:
         if self._dict == NULL:
             self._dict = PyDict_New()
             _track(self)
+            _keep(self)
         return <object>self._dict
 
     # ---- the operators micrograd has ----
@@ -423,12 +454,16 @@ cdef class Value:
         return _binary(self, other, OP_ADD)
 
     def __radd__(self, other):  # other + self
+        if type(self) is not Value:  # a subclass may override + (see _derived)
+            return self + other
         return _binary(self, other, OP_ADD)
 
     def __mul__(self, other):
         return _binary(self, other, OP_MUL)
 
     def __rmul__(self, other):  # other * self
+        if type(self) is not Value:
+            return self * other
         return _binary(self, other, OP_MUL)
 
     def __pow__(self, other, mod):
@@ -456,14 +491,15 @@ cdef class Value:
 
     def __rpow__(self, other, mod):  # other ** self
         cdef Py_ssize_t a, c
-        cdef double x
+        cdef double x, y
         if mod is not None or not _as_double(other, &x):
             return NotImplemented
         out = _fresh()
         _reserve_slots(2)
         a = _index(self)
+        y = _power(x, nodes[a].data)  # may raise: before any node is made, so none is orphaned
         c = _new_node(OP_LEAF, x, 0, 0)
-        return _own(out, _new_node(OP_POW, _power(x, nodes[a].data), c, a))
+        return _own(out, _new_node(OP_POW, y, c, a))
 
     def relu(self):
         out = _fresh()
@@ -486,7 +522,14 @@ cdef class Value:
         return _own(out, _unary(self, OP_SIGMOID))
 
     # ---- derived operators: micrograd's graph shapes, extra nodes without facades ----
+    #
+    # micrograd writes these in terms of + and *, so a subclass that overrides __add__ or
+    # __mul__ sees them too: for subclass instances they go through the Python operators (the
+    # same nodes and numbers, only slower); for Value itself, straight to the arena.
+
     def __neg__(self):  # -self = self * -1
+        if type(self) is not Value:
+            return self * -1
         out = _fresh()
         _reserve_slots(2)
         return _own(out, _times_minus_one(_index(self)))
@@ -495,6 +538,10 @@ cdef class Value:
         cdef Py_ssize_t a, b
         cdef double x = 0.0
         cdef bint number = not isinstance(other, Value)
+        if type(self) is not Value:
+            if number and not _as_double(other, &x):
+                return NotImplemented
+            return self + (-other)
         if number:
             if PyFloat_CheckExact(other):
                 x = -PyFloat_AS_DOUBLE(other)
@@ -515,6 +562,8 @@ cdef class Value:
         cdef double x
         if not _as_double(other, &x):
             return NotImplemented
+        if type(self) is not Value:
+            return other + (-self)
         out = _fresh()
         _reserve_slots(3)
         n = _times_minus_one(_index(self))
@@ -529,6 +578,8 @@ cdef class Value:
             if not _as_double(other, &x):
                 return NotImplemented
             x = _power(x, -1.0)  # other**-1 on the plain number
+        if type(self) is not Value:
+            return self * (x if number else other**-1)
         cdef Value out = _fresh()
         _reserve_slots(2)
         a = _index(self)
@@ -540,6 +591,8 @@ cdef class Value:
         cdef double x
         if not _as_double(other, &x):
             return NotImplemented
+        if type(self) is not Value:
+            return other * self**-1
         out = _fresh()
         _reserve_slots(3)
         p = _inverse(_index(self))
@@ -596,6 +649,28 @@ def dot(ws, xs, bias):
     Exactly the numbers of micrograd's Neuron, ``sum((wi*xi for wi, xi in zip(w, x)), b)``,
     with one node instead of 2n. Pairs stop at the shorter of ws and xs, as zip does.
     """
+    return _dot(ws, xs, bias)
+
+
+def layer(neurons, x, neuron_type):
+    """``[n(x) for n in neurons]``, with each neuron whose type is exactly neuron_type (nn.Neuron)
+    computed here as Neuron.__call__ does -- ``dot(n.w, x, n.b)``, then ``.relu()`` if n.nonlin --
+    so the nodes, their numbers and their creation order are the same, without a Python call per
+    neuron. Any other neuron (a subclass, say) is called."""
+    cdef list out = []
+    cdef object act
+    for n in neurons:
+        if type(n) is neuron_type:
+            act = _dot(n.w, x, n.b)
+            if n.nonlin:
+                act = _own(_fresh(), _unary(<Value>act, OP_RELU))
+        else:
+            act = n(x)
+        out.append(act)
+    return out
+
+
+cdef object _dot(object ws, object xs, object bias):
     cdef object wseq = ws if type(ws) is list or type(ws) is tuple else list(ws)
     cdef object xseq = xs if type(xs) is list or type(xs) is tuple else list(xs)
     cdef Py_ssize_t n = min(len(wseq), len(xseq)), k, i, w, x, b
@@ -707,8 +782,13 @@ cdef int _value_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
         e = visit(d, arg)
         if e:
             return e
-    if i and nodes[i].op == OP_PY and nodes[i].nref == 1 and nodes[i].u.ext.fn != NULL:
-        return visit(nodes[i].u.ext.fn, arg)
+    if i and nodes[i].nref == 1:  # the node's references are this facade's alone
+        if nodes[i].op == OP_PY and nodes[i].u.ext.fn != NULL:
+            e = visit(nodes[i].u.ext.fn, arg)
+            if e:
+                return e
+        if nodes[i].flags & FLAG_KEEP:
+            return visit(o, arg)
     return 0
 
 
@@ -722,13 +802,17 @@ cdef int _value_clear(PyObject* o) noexcept:
         fn = nodes[i].u.ext.fn
         nodes[i].u.ext.fn = NULL
         Py_XDECREF(fn)
+    if i and nodes[i].nref == 1:
+        _unkeep(<Value>o)  # the GC holds a reference of its own meanwhile
     return 0
 
 
 cdef int _value_setattro(PyObject* o, PyObject* name, PyObject* value) noexcept:
     cdef int r = PyObject_GenericSetAttr(o, name, value)
-    if r == 0 and (<Value>o)._dict != NULL and not PyObject_GC_IsTracked(o):
-        PyObject_GC_Track(o)
+    if r == 0 and (<Value>o)._dict != NULL:
+        _keep(<Value>o)  # tracks it too
+        if not PyObject_GC_IsTracked(o):
+            PyObject_GC_Track(o)
     return r
 
 
@@ -790,3 +874,53 @@ cdef void _patch_value_type() except *:
 
 _resize(INITIAL_SLOTS)
 _patch_value_type()
+
+
+# ---- a consistency check of the whole arena, for tests ----------------------------------------
+
+def _check_arena():
+    """Raise AssertionError if the arena breaks an invariant (tests call it after each test):
+    live nodes have valid ops and child blocks, children sit below their parents, each nref is
+    the number of parent edges plus the live facade, and dead slots are cleared."""
+    cdef Py_ssize_t i, k, c, m, count = 0
+    cdef uint32_t* refs = <uint32_t*>PyMem_RawCalloc(<size_t>cap + 1, sizeof(uint32_t))
+    cdef int32_t* kids
+    if refs == NULL:
+        raise MemoryError()
+    try:
+        for i in range(1, top):
+            if nodes[i].nref == 0:
+                if nodes[i].op != OP_LEAF or nodes[i].a or nodes[i].b or facades[i] != NULL:
+                    raise AssertionError(f"dead slot {i} not cleared")
+                continue
+            count += 1
+            if nodes[i].op > OP_PY:
+                raise AssertionError(f"node {i}: bad op {nodes[i].op}")
+            if _is_ext(nodes[i].op):
+                if nodes[i].u.ext == NULL:
+                    raise AssertionError(f"node {i}: n-ary op without children block")
+                kids, m = nodes[i].u.ext.child, nodes[i].a
+            else:
+                kids, m = NULL, 0
+                for c in (nodes[i].a, nodes[i].b):
+                    if c:
+                        if not 0 < c < i or nodes[c].nref == 0:
+                            raise AssertionError(f"node {i}: bad child {c}")
+                        refs[c] += 1
+            for k in range(m):
+                c = kids[k]
+                if not 0 < c < i or nodes[c].nref == 0:
+                    raise AssertionError(f"node {i}: bad child {c}")
+                refs[c] += 1
+            if facades[i] != NULL:
+                refs[i] += 1
+                if (<Value>facades[i])._i != i:
+                    raise AssertionError(f"node {i}: its facade points at {(<Value>facades[i])._i}")
+        for i in range(1, top):
+            if nodes[i].nref and refs[i] != nodes[i].nref:
+                raise AssertionError(f"node {i}: nref {nodes[i].nref}, counted {refs[i]}")
+        if count != live:
+            raise AssertionError(f"live is {live}, counted {count}")
+    finally:
+        PyMem_RawFree(refs)
+    return count

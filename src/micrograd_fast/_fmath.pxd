@@ -4,7 +4,18 @@ its exceptions, so each helper mirrors what CPython's float / math module does f
 
 They return an error code instead of raising, so they stay `noexcept nogil` in the sweep:
 """
-from libc.math cimport exp, floor, fmod, fabs, copysign, isnan, isinf, isfinite, log, pow
+from libc.math cimport exp, floor, fmod, fabs, copysign, isnan, isinf, isfinite, log
+
+cdef extern from *:
+    """
+    #include <math.h>
+    /* libm's pow, called through a pointer the compiler cannot see through: with a constant
+       exponent (x ** -1 for division) gcc would otherwise fold pow(x, -1.0) into 1.0 / x,
+       which differs from pow -- and from Python's float ** -- in the last bit for some x */
+    static double (*volatile mgf_pow_ptr)(double, double) = pow;
+    static double mgf_libm_pow(double x, double y) { return mgf_pow_ptr(x, y); }
+    """
+    double mgf_libm_pow(double x, double y) nogil
 
 cdef enum:
     F_OK = 0
@@ -59,7 +70,7 @@ cdef inline int py_pow(double iv, double iw, double* out) noexcept nogil:
     if iv == 1.0:
         out[0] = -1.0 if negate else 1.0
         return F_OK
-    ix = pow(iv, iw)
+    ix = mgf_libm_pow(iv, iw)
     if isinf(ix):
         return F_RANGE
     out[0] = -ix if negate else ix

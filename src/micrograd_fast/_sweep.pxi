@@ -4,11 +4,9 @@
 # That is a valid topological order because a node is always created after its children, and it
 # makes both engines add gradient contributions in the same order, so they agree bit for bit.
 #
-# Here index order is creation order (_arena.pxi), so the order is found by one downward scan
-# from the root: a marked node is reachable; it marks its children, which all sit below it.
-# When the reachable nodes are spread thinly over a large index range (a small graph on top of
-# big unrelated ones), the scan would wade through the others: then the graph is walked
-# breadth-first and its indices sorted instead.
+# Here index order is creation order (_arena.pxi), so no order needs to be built: one downward
+# pass from the root visits the reachable nodes newest first, each after all of its parents
+# (see _scan_sweep).
 
 cdef extern from *:
     """
@@ -28,11 +26,9 @@ cdef Py_ssize_t topo_fallbacks = 0  # backward() calls that needed the sort (are
 
 cdef int _next_epoch() except -1:
     global epoch
-    cdef Py_ssize_t i
     epoch += 1
-    if epoch == 0:  # wrapped after 2**32 sorts: clear the marks once
-        for i in range(top):
-            nodes[i].mark = 0
+    if epoch == 0:  # wrapped after 2**32 passes: clear the marks once
+        epoch_reset()
         epoch = 1
     return 0
 
@@ -55,106 +51,42 @@ cdef int _reserve(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t need) except -1:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef Py_ssize_t _topo_scan(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) except -2:
-    """The downward scan; -1 (nothing changed but marks) when it meets too many unrelated nodes."""
-    cdef Py_ssize_t j = root, pending = 1, out = 0, skipped = 0, c, k
-    cdef uint32_t e
+cdef Py_ssize_t _collect(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t cnt, uint32_t e,
+                         unsigned char* seen) except -1:
+    """Breadth-first from the cnt nodes in buf[0] (already marked), appending every node they
+    reach; then all of them sorted highest index first. A node is marked by setting its mark to
+    e, or, when seen is given, seen[index] (which leaves the marks alone)."""
+    cdef Py_ssize_t r = 0, j, c, k, m
     cdef mgf_node* n
-    cdef mgf_ext* ext
-    cdef int32_t* q
-    _next_epoch()
-    e = epoch
-    nodes[root].mark = e
-    nodes[0].mark = e  # "no child" is slot 0: it must never count as pending
-    q = buf[0]
-    while pending:
-        n = &nodes[j]
-        if n.mark == e:
-            pending -= 1
-            if out == bufcap[0]:
-                _reserve(buf, bufcap, out + 1)
-                q = buf[0]
-            q[out] = <int32_t>j
-            out += 1
-            # branch-free: whether a child is already marked is data, not control flow
-            if _is_ext(n.op):
-                ext = n.u.ext
-                for k in range(n.a):
-                    c = ext.child[k]
-                    pending += nodes[c].mark != e
-                    nodes[c].mark = e
-            else:
-                c = n.a
-                pending += nodes[c].mark != e
-                nodes[c].mark = e
-                c = n.b
-                pending += nodes[c].mark != e
-                nodes[c].mark = e
-        else:
-            skipped += 1
-            if skipped > 4 * out + 65536:
-                return -1
-        j -= 1
-    return out
-
-
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef Py_ssize_t _topo_walk(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) except -1:
-    """Breadth-first over the graph (the queue is the buffer), then indices sorted, highest
-    first: O(n log n) in the graph's size, whatever the arena holds besides."""
-    cdef Py_ssize_t cnt = 1, r = 0, j, c, k
-    cdef mgf_node* n
-    cdef mgf_ext* ext
-    cdef int32_t* q
-    _next_epoch()
-    nodes[0].mark = epoch
-    q = buf[0]
-    q[0] = <int32_t>root
-    nodes[root].mark = epoch
+    cdef int32_t* q = buf[0]
+    cdef int32_t* kids
+    cdef int32_t pair[2]
     while r < cnt:
         j = q[r]
         r += 1
         n = &nodes[j]
         if _is_ext(n.op):
-            if cnt + n.a > bufcap[0]:
-                _reserve(buf, bufcap, cnt + n.a)
-                q = buf[0]
-            ext = n.u.ext
-            for k in range(n.a):
-                c = ext.child[k]
-                if nodes[c].mark != epoch:
-                    nodes[c].mark = epoch
-                    q[cnt] = <int32_t>c
-                    cnt += 1
+            kids, m = n.u.ext.child, n.a
         else:
-            if cnt + 2 > bufcap[0]:
-                _reserve(buf, bufcap, cnt + 2)
-                q = buf[0]
-            c = n.a
-            if nodes[c].mark != epoch:
-                nodes[c].mark = epoch
-                q[cnt] = <int32_t>c
-                cnt += 1
-            c = n.b
-            if nodes[c].mark != epoch:
-                nodes[c].mark = epoch
-                q[cnt] = <int32_t>c
-                cnt += 1
+            pair[0], pair[1] = n.a, n.b
+            kids, m = pair, 2
+        if cnt + m > bufcap[0]:
+            _reserve(buf, bufcap, cnt + m)
+            q = buf[0]
+        for k in range(m):
+            c = kids[k]
+            if seen != NULL:
+                if seen[c]:
+                    continue
+                seen[c] = 1
+            else:
+                if nodes[c].mark == e:
+                    continue
+                nodes[c].mark = e
+            q[cnt] = <int32_t>c
+            cnt += 1
     qsort(q, cnt, sizeof(int32_t), mgf_cmp_desc)
     return cnt
-
-
-cdef Py_ssize_t _topo(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) except -1:
-    """Write every node reachable from root into buf[0], newest first; return how many."""
-    global topo_fallbacks
-    cdef Py_ssize_t cnt
-    _reserve(buf, bufcap, 1024)
-    cnt = _topo_scan(root, buf, bufcap)
-    if cnt >= 0:
-        return cnt
-    topo_fallbacks += 1
-    return _topo_walk(root, buf, bufcap)
 
 
 cdef int _raise_math(int err) except -1:
@@ -244,47 +176,164 @@ cdef int _backprop_node(Py_ssize_t j) except -1:
     return 0
 
 
+cdef inline void _local_plus_times(mgf_node* n) noexcept:
+    # leaves, + and * dominate every graph: one branch-free case for the three. A leaf's
+    # "children" are slot 0, a harmless sink; + is * by 1.0, which is exact for every double
+    # (inf and nan included), so the numbers are those of reference.py
+    cdef double g = n.grad
+    cdef bint mul = n.op == OP_MUL
+    cdef double fa = nodes[n.b].data if mul else 1.0
+    cdef double fb = nodes[n.a].data if mul else 1.0
+    nodes[n.a].grad += fa * g
+    nodes[n.b].grad += fb * g
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef int _sweep_list(int32_t* q, Py_ssize_t cnt) except -1:
+    """Local backward of q[0], q[1], ... in that order (q: highest index first)."""
+    cdef Py_ssize_t t
+    cdef mgf_node* n
+    for t in range(cnt):
+        n = &nodes[q[t]]
+        if n.op <= OP_MUL:
+            _local_plus_times(n)
+        else:
+            _backprop_node(q[t])  # may run Python and move the arena: n is not used after
+    return 0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef int _scan_sweep(Py_ssize_t root) except -1:
+    """Backward in one downward pass over the arena from root.
+
+    Index order is creation order (_arena.pxi), so when the pass reaches a marked node, every
+    node above it -- all its parents -- has already added its contribution: its gradient is
+    final, it runs its local backward and marks its children (which sit below it). The pass
+    stops when no marked node is left below it. When the reachable nodes are spread thinly over
+    a long range of unrelated ones (a small graph on top of big ones kept alive), it would wade
+    through them all: then the rest of the graph is found breadth-first and sorted instead.
+    """
+    global topo_fallbacks
+    cdef Py_ssize_t j = root, pending = 1, out = 0, skipped = 0, c, k, t, cnt
+    cdef uint32_t e, e2
+    cdef int32_t* rest = NULL
+    cdef Py_ssize_t rest_cap = 0
+    cdef mgf_node* n
+    cdef mgf_ext* ext
+    cdef int32_t* q = scratch  # the nodes done, in order: the fallback's starting points
+    if epoch >= 0xFFFFFFF0u:  # the fallback needs epoch + 1 without a wrap in between
+        epoch_reset()
+    _next_epoch()
+    e = epoch
+    nodes[root].mark = e
+    nodes[0].mark = e  # "no child" is slot 0: it never counts as pending
+    while pending and j > 0:
+        n = &nodes[j]
+        if n.mark != e:
+            skipped += 1
+            if skipped > 4 * out + 65536:
+                break
+            j -= 1
+            continue
+        pending -= 1
+        q[out] = <int32_t>j
+        out += 1
+        # mark the children (branch-free: whether one is marked already is data), then run the
+        # node's local backward
+        if _is_ext(n.op):
+            ext = n.u.ext
+            for k in range(n.a):
+                c = ext.child[k]
+                pending += nodes[c].mark != e
+                nodes[c].mark = e
+            _backprop_node(j)  # may run Python and move the arena: n is not used after
+        else:
+            c = n.a
+            pending += nodes[c].mark != e
+            nodes[c].mark = e
+            c = n.b
+            pending += nodes[c].mark != e
+            nodes[c].mark = e
+            if n.op <= OP_MUL:
+                _local_plus_times(n)
+            else:
+                _backprop_node(j)
+        j -= 1
+    if not pending or j <= 0:
+        return 0
+    # the fallback: the nodes still to do are the marked ones at or below j, each a child of a
+    # node done; collect everything they reach under a new epoch and finish in index order
+    topo_fallbacks += 1
+    _next_epoch()
+    e2 = epoch
+    cnt = 0
+    try:
+        for t in range(out):
+            n = &nodes[q[t]]
+            if _is_ext(n.op):
+                for k in range(n.a):
+                    cnt = _seed(&rest, &rest_cap, cnt, n.u.ext.child[k], j, e, e2)
+            else:
+                cnt = _seed(&rest, &rest_cap, cnt, n.a, j, e, e2)
+                cnt = _seed(&rest, &rest_cap, cnt, n.b, j, e, e2)
+        cnt = _collect(&rest, &rest_cap, cnt, e2, NULL)
+        _sweep_list(rest, cnt)
+    finally:
+        PyMem_RawFree(rest)
+    return 0
+
+
+cdef inline Py_ssize_t _seed(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t cnt, Py_ssize_t c,
+                             Py_ssize_t below, uint32_t e, uint32_t e2) except -1:
+    if c == 0 or c > below or nodes[c].mark != e:
+        return cnt
+    nodes[c].mark = e2
+    _reserve(buf, bufcap, cnt + 1)
+    buf[0][cnt] = <int32_t>c
+    return cnt + 1
+
+
+cdef int epoch_reset() except -1:
+    global epoch
+    cdef Py_ssize_t i
+    for i in range(top):
+        nodes[i].mark = 0
+    epoch = 0
+    return 0
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef int _backward_from(Py_ssize_t root) except -1:
-    global scratch, scratch_cap, scratch_busy, pinned
+    global scratch_busy, pinned
     cdef int32_t* own = NULL
-    cdef Py_ssize_t own_cap = 0, cnt, t
-    cdef int32_t** buf
-    cdef Py_ssize_t* bufcap
-    cdef bint outer = not scratch_busy
-    cdef int32_t* q
-    cdef mgf_node* n
-    cdef double g, fa, fb
-    cdef unsigned int op
-    if outer:
-        buf, bufcap = &scratch, &scratch_cap
-        scratch_busy = True
-    else:
-        buf, bufcap = &own, &own_cap
-    pinned += 1  # the order holds indices: a Python _backward must not trigger a compaction
+    cdef Py_ssize_t own_cap = 0, cnt
+    cdef unsigned char* seen = NULL
+    pinned += 1  # the pass holds indices: a Python _backward must not trigger a compaction
     try:
-        cnt = _topo(root, buf, bufcap)
         nodes[root].grad = 1.0
-        q = buf[0]  # nested backward() calls use their own buffer: q stays valid
-        for t in range(cnt):
-            n = &nodes[q[t]]
-            op = n.op
-            # leaves, + and * dominate every graph: one branch-free case for the three. A leaf's
-            # "children" are slot 0, a harmless sink; + is * by 1.0, which is exact for every
-            # double (inf and nan included), so the numbers are those of reference.py
-            if op <= OP_MUL:
-                g = n.grad
-                fa = nodes[n.b].data if op == OP_MUL else 1.0
-                fb = nodes[n.a].data if op == OP_MUL else 1.0
-                nodes[n.a].grad += fa * g
-                nodes[n.b].grad += fb * g
-            else:
-                _backprop_node(q[t])
+        if not scratch_busy:
+            scratch_busy = True
+            try:
+                _reserve(&scratch, &scratch_cap, root + 1)
+                _scan_sweep(root)
+            finally:
+                scratch_busy = False
+        else:
+            # backward() called from a Python _backward during another backward(): the outer
+            # pass owns the marks, so this one keeps its own record of the nodes it has reached
+            seen = <unsigned char*>PyMem_RawCalloc(<size_t>root + 1, 1)
+            if seen == NULL:
+                raise MemoryError()
+            seen[0] = seen[root] = 1
+            _reserve(&own, &own_cap, 1024)
+            own[0] = <int32_t>root
+            cnt = _collect(&own, &own_cap, 1, 0, seen)
+            _sweep_list(own, cnt)
     finally:
         pinned -= 1
-        if outer:
-            scratch_busy = False
-        else:
-            PyMem_RawFree(own)
+        PyMem_RawFree(own)
+        PyMem_RawFree(seen)
     return 0
