@@ -56,3 +56,11 @@ def c_engine():
 def ref():
     """The reference engine, as the oracle in differential tests."""
     return _bundle("py", micrograd_fast.reference)
+
+
+@pytest.fixture(autouse=True)
+def _arena_stays_consistent():
+    """After every test, the compiled arena must still hold together (a cheap full check)."""
+    yield
+    if not PURE:
+        micrograd_fast.engine._load_compiled()._check_arena()

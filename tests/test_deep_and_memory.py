@@ -1,0 +1,286 @@
+"""Deep graphs and memory: a million-node chain back-propagates without recursion and is freed when
+dropped; a training loop's graphs are recycled without growing the arena; nodes that stay alive
+through many arena compactions keep their numbers, labels, children and backward."""
+import gc
+import random
+import weakref
+
+import pytest
+
+from micrograd_fast import demo
+
+K = 1.0000001
+
+
+def chain_steps(engine):
+    # 4 nodes a step (a constant and a '*', a constant and a '+'): 1,000,000 nodes on the compiled
+    # engine, 100,000 on the reference (whose Python objects make a million take seconds)
+    return 250_000 if engine.name == "c" else 25_000
+
+
+def live(engine):
+    """Live nodes in the compiled arena (None on the reference engine)."""
+    return engine.arena_stats()['live'] if engine.arena_stats else None
+
+
+@pytest.fixture
+def quiet_gc():
+    """Start from a collected heap, so that leftovers of earlier tests do not count."""
+    gc.collect()
+    yield
+
+
+@pytest.mark.slow
+def test_million_node_chain(engine, quiet_gc):
+    Value = engine.Value
+    steps = chain_steps(engine)
+    baseline = live(engine)
+    leaf = Value(1.0)
+    x = leaf
+    for _ in range(steps):
+        x = x * K + 0.0
+    if baseline is not None:
+        assert live(engine) == baseline + 4 * steps + 1
+    x.backward()  # no RecursionError, no crash
+
+    # closed form: d/dleaf of leaf * K**n is K**n; the backward multiplies the same K's in the
+    # same order as the forward did, starting from 1.0 -- so the grad equals the data exactly
+    assert leaf.grad == x.data
+    assert leaf.grad == pytest.approx(K ** steps, rel=1e-9)
+    assert x.grad == 1.0
+
+    # dropping the root frees the chain; the leaf lives on
+    root = weakref.ref(x)
+    del x
+    assert root() is None
+    if baseline is not None:
+        assert live(engine) == baseline + 1
+    assert (leaf.data, leaf.grad) == (1.0, pytest.approx(K ** steps, rel=1e-9))
+    r_leaf = weakref.ref(leaf)
+    del leaf
+    assert r_leaf() is None
+    if baseline is not None:
+        assert live(engine) == baseline
+
+
+@pytest.mark.slow
+def test_million_node_sum_chain_reusing_one_leaf(engine, quiet_gc):
+    # x = x + a, a million times: one '+' node per step, every one uses the same leaf a
+    Value = engine.Value
+    n = 1_000_000 if engine.name == "c" else 100_000
+    baseline = live(engine)
+    a = Value(1.0)
+    x = Value(0.0)
+    for _ in range(n):
+        x = x + a
+    assert x.data == float(n)
+    x.backward()
+    assert a.grad == float(n)
+    x.backward()  # again: a's grad accumulates, the chain's grads too
+    assert a.grad == float(n) + n * (n + 1) / 2  # second pass: node j carries grad (n - j) + 1
+    if baseline is not None:
+        assert live(engine) == baseline + n + 2
+    del x
+    if baseline is not None:
+        assert live(engine) == baseline + 1
+    del a
+    if baseline is not None:
+        assert live(engine) == baseline
+
+
+@pytest.mark.slow
+def test_deep_chain_of_custom_backward_nodes(engine, quiet_gc):
+    # 100,000 hand-built nodes, each with a Python _backward: the order and the release stay
+    # iterative, and the closures' reference cycles are collected in one gc pass
+    Value = engine.Value
+    n = 100_000
+    baseline = live(engine)
+    closures = []  # weak: to break the cycles by hand if the engine fails to, so no later test sees a leak
+    leaf = Value(2.0)
+    x = leaf
+    try:
+        for _ in range(n):
+            out = Value(x.data + 1.0, (x,), 'inc')
+
+            def _backward(x=x, out=out):
+                x.grad += out.grad
+            out._backward = _backward
+            closures.append(weakref.ref(_backward))
+            x = out
+        del out, _backward
+        assert x.data == 2.0 + n
+        x.backward()
+        assert leaf.grad == 1.0
+        r = weakref.ref(x)
+        del x
+        gc.collect()
+        assert r() is None
+        assert all(f() is None for f in closures)
+        if baseline is not None:
+            assert live(engine) == baseline + 1
+        del leaf
+        if baseline is not None:
+            assert live(engine) == baseline
+    finally:
+        fn = None
+        for f in closures:
+            fn = f()
+            if fn is not None:
+                fn.__defaults__ = None
+        del fn
+        gc.collect()
+
+
+def test_deep_tanh_chain_matches_reference(engine, ref):
+    # 50,000 unary nodes deep, with a closed form checked on the reference: bitwise equal
+    def run(Value):
+        leaf = Value(0.5)
+        x = leaf
+        for _ in range(50_000):
+            x = x.tanh()
+        x.backward()
+        return x.data, leaf.grad
+
+    assert run(engine.Value) == run(ref.Value)
+
+
+# ---- memory: a training loop's graphs are recycled ---------------------------------------------
+
+def test_training_loop_memory_is_flat(c_engine, quiet_gc):
+    """1,000 steps of the demo (MLP(2, [16, 16, 1]) on 100 moons, ~8,000 nodes a step): the arena
+    never grows beyond what the first step needed, and all nodes but the parameters are freed."""
+    Value, nn, stats = c_engine.Value, c_engine.nn, c_engine.arena_stats
+    X, y = demo.make_moons(n_samples=100, noise=0.1, seed=7)
+    baseline = stats()['live']
+    random.seed(7)
+    model = nn.MLP(2, [16, 16, 1])
+    n_params = len(model.parameters())
+    assert stats()['live'] == baseline + n_params
+    compactions = stats()['compactions']
+
+    peaks, capacities, after = [], [], []
+    for k in range(1000):
+        loss, _ = demo.svm_loss(model, X, y, Value)
+        model.zero_grad()
+        loss.backward()
+        s = stats()
+        peaks.append(s['live'])
+        capacities.append(s['capacity'])
+        for p in model.parameters():
+            p.data -= (1.0 - 0.9 * k / 1000) * p.grad
+        del loss, p
+        s = stats()
+        capacities.append(s['capacity'])
+        after.append(s['live'])
+
+    # every step builds the same graph, and drops all of it but the parameters
+    assert set(peaks) == {peaks[0]}
+    assert peaks[0] > 5000
+    assert set(after) == {baseline + n_params}
+    # the arena's size is settled by the first step: no growth afterwards ...
+    assert set(capacities) == {capacities[0]}
+    # ... and stays within a small multiple of one step's graph
+    assert capacities[0] <= max(4096, 4 * peaks[0])
+    # dead slots were reclaimed by compaction, not by growing
+    assert stats()['compactions'] > compactions
+    del model
+    assert stats()['live'] == baseline
+
+
+def test_train_step_loop_memory(c_engine, quiet_gc):
+    # the same through demo.train_step, as the benchmarks and the demo use it
+    Value, nn, stats = c_engine.Value, c_engine.nn, c_engine.arena_stats
+    X, y = demo.make_moons(n_samples=40, noise=0.1, seed=3)
+    baseline = stats()['live']
+    random.seed(3)
+    model = nn.MLP(2, [8, 8, 1])
+    demo.train_step(model, X, y, Value, 0, 300)
+    capacity = stats()['capacity']
+    for k in range(1, 300):
+        demo.train_step(model, X, y, Value, k, 300)
+        assert stats()['capacity'] == capacity
+        assert stats()['live'] == baseline + len(model.parameters())
+    del model
+    assert stats()['live'] == baseline
+
+
+# ---- survivors of compaction -------------------------------------------------------------------
+
+def test_kept_nodes_survive_many_compactions(engine, quiet_gc):
+    """Keep some leaves, inner nodes, labelled and hand-built nodes alive while lots of graphs are
+    made and dropped around them (the compiled arena compacts when half its slots are dead, moving
+    the survivors): they keep their data, grad, label, _op, children and backward."""
+    Value = engine.Value
+    rng = random.Random(11)
+    leaves, inner, custom = {}, {}, {}
+    compactions = engine.arena_stats()['compactions'] if engine.arena_stats else None
+
+    def churn(n_nodes):
+        x = Value(rng.random())
+        for _ in range(n_nodes // 2):
+            x = x * 1.0
+        x.backward()
+
+    for i in range(300):
+        # a new survivor of each kind, between dropped graphs
+        leaf = Value(i * 0.5, label=f'leaf{i}')
+        leaf.grad = -float(i)
+        leaves[i] = leaf
+        if i >= 1:
+            node = leaves[i] * 3.0 + leaves[i - 1]  # keeps a '*' node (no facade) and a constant
+            node.label = f'inner{i}'
+            inner[i] = node
+        if i % 10 == 5:
+            a = leaves[i]
+            out = Value(a.data ** 2, (a,), f'sq{i}')
+
+            def _backward(a=a, out=out):
+                a.grad += 2 * a.data * out.grad
+            out._backward = _backward
+            custom[i] = out
+        churn(rng.randrange(100, 3000))
+        # drop some survivors again, so holes open up between the ones that stay
+        if i % 7 == 3:
+            victim = rng.randrange(i)
+            leaves.pop(victim, None)  # inner nodes still hold their leaves' nodes
+            inner.pop(rng.randrange(1, i + 1), None)
+    # more churn, until the arena has compacted often enough (bounded: a handful of rounds
+    # suffice when the arena starts small, as it does when no earlier test leaked)
+    for _ in range(200):
+        if compactions is None or engine.arena_stats()['compactions'] >= compactions + 20:
+            break
+        churn(6000)
+    gc.collect()
+    if compactions is not None:
+        assert engine.arena_stats()['compactions'] >= compactions + 20
+
+    for i, leaf in leaves.items():
+        assert (leaf.data, leaf.grad, leaf.label, leaf._op, leaf._prev) == (
+            i * 0.5, -float(i), f'leaf{i}', '', set())
+    for i, node in inner.items():
+        assert node.data == i * 0.5 * 3.0 + (i - 1) * 0.5
+        assert (node.label, node._op, node.grad) == (f'inner{i}', '+', 0.0)
+        (mul,) = [c for c in node._prev if c._op == '*']
+        (prev_leaf,) = [c for c in node._prev if c._op == '']
+        assert prev_leaf.data == (i - 1) * 0.5 and prev_leaf.label == f'leaf{i - 1}'
+        if i - 1 in leaves:
+            assert prev_leaf is leaves[i - 1]  # the kept facade, not a new one
+        assert {c.data for c in mul._prev} == {i * 0.5, 3.0}
+    for i, out in custom.items():
+        assert (out._op, out.data) == (f'sq{i}', (i * 0.5) ** 2)
+        (a,) = out._prev
+        assert a.label == f'leaf{i}'
+
+    # backward through the survivors still reaches the right children
+    for i, node in list(inner.items())[:40]:
+        mul = [c for c in node._prev if c._op == '*'][0]
+        (a,) = [c for c in mul._prev if c.label == f'leaf{i}']
+        b = [c for c in node._prev if c._op == ''][0]
+        ga, gb = a.grad, b.grad
+        node.backward()
+        assert (a.grad, b.grad) == (ga + 3.0, gb + 1.0)
+    for i, out in custom.items():
+        (a,) = out._prev
+        g = a.grad
+        out.backward()
+        assert a.grad == g + 2 * a.data

@@ -1,0 +1,231 @@
+"""nn on both engines: the same parameters, reprs, forward numbers and training losses as upstream
+micrograd's nn (when installed) and as the reference engine's."""
+import functools
+import math
+import random
+
+import pytest
+
+from micrograd_fast import demo
+
+SEEDS = [0, 1, 1337]
+
+
+def upstream_nn():
+    return pytest.importorskip("micrograd.nn")
+
+
+def build(nn, seed, nin=3, nouts=(4, 4, 1)):
+    random.seed(seed)
+    return nn.MLP(nin, list(nouts))
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_parameters_equal_upstream_and_reference(engine, ref, seed):
+    model = build(engine.nn, seed)
+    want_ref = [p.data for p in build(ref.nn, seed).parameters()]
+    got = [p.data for p in model.parameters()]
+    assert got == want_ref
+    assert all(type(x) is float for x in got)
+    assert got == [p.data for p in build(upstream_nn(), seed).parameters()]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_random_state_after_init_equals_upstream(engine, seed):
+    # the same number of draws, in the same order: the next draw matches too
+    build(engine.nn, seed)
+    ours = random.random()
+    build(upstream_nn(), seed)
+    assert ours == random.random()
+
+
+@pytest.mark.parametrize("nin, nouts", [(3, [4, 4, 1]), (2, [16, 16, 1]), (1, [1]), (5, [3, 2])])
+def test_reprs_equal_upstream(engine, nin, nouts):
+    mg = upstream_nn()
+    random.seed(0)
+    ours = engine.nn.MLP(nin, nouts)
+    random.seed(0)
+    theirs = mg.MLP(nin, nouts)
+    assert repr(ours) == repr(theirs)
+    assert str(ours) == str(theirs)
+    for lo, lt in zip(ours.layers, theirs.layers):
+        assert repr(lo) == repr(lt)
+        assert [repr(n) for n in lo.neurons] == [repr(n) for n in lt.neurons]
+    assert repr(engine.nn.Neuron(3)) == "ReLUNeuron(3)"
+    assert repr(engine.nn.Neuron(2, nonlin=False)) == "LinearNeuron(2)"
+    assert repr(engine.nn.Layer(2, 2)) == "Layer of [ReLUNeuron(2), ReLUNeuron(2)]"
+
+
+def test_mlp_repr_literal(engine):
+    model = build(engine.nn, 0, 2, (2, 1))
+    assert repr(model) == ("MLP of [Layer of [ReLUNeuron(2), ReLUNeuron(2)], "
+                           "Layer of [LinearNeuron(2)]]")
+
+
+def test_parameters_order_and_count(engine):
+    model = build(engine.nn, 4)
+    params = model.parameters()
+    assert len(params) == (3 * 4 + 4) + (4 * 4 + 4) + (4 * 1 + 1) == 41
+    expected = [p for layer in model.layers for n in layer.neurons for p in n.w + [n.b]]
+    assert len(expected) == 41
+    assert all(p is q for p, q in zip(params, expected))
+    assert len({id(p) for p in params}) == 41
+    assert all(isinstance(p, engine.Value) for p in params)
+    # biases start at zero, weights in [-1, 1]
+    for layer in model.layers:
+        for n in layer.neurons:
+            assert n.b.data == 0.0
+            assert all(-1.0 <= w.data <= 1.0 for w in n.w)
+    # nonlinearity: ReLU everywhere except the last layer
+    assert [n.nonlin for layer in model.layers for n in layer.neurons] == [True] * 8 + [False]
+    # Module base class
+    assert engine.nn.Module().parameters() == []
+
+
+def test_zero_grad(engine):
+    model = build(engine.nn, 2)
+    out = model([1.0, -2.0, 0.5])
+    (out * out).backward()
+    assert any(p.grad != 0.0 for p in model.parameters())
+    model.zero_grad()
+    assert all(p.grad == 0.0 and type(p.grad) is float for p in model.parameters())
+    # data untouched
+    assert [p.data for p in model.parameters()] == [p.data for p in build(engine.nn, 2).parameters()]
+
+
+def test_layer_output_shapes(engine):
+    random.seed(3)
+    one = engine.nn.Layer(3, 1)
+    out = one([1.0, 2.0, 3.0])
+    assert isinstance(out, engine.Value)
+    two = engine.nn.Layer(3, 2)
+    out2 = two([1.0, 2.0, 3.0])
+    assert isinstance(out2, list) and len(out2) == 2
+    assert all(isinstance(o, engine.Value) for o in out2)
+    mlp = engine.nn.MLP(3, [4, 2])
+    assert isinstance(mlp([1.0, 2.0, 3.0]), list)
+    assert isinstance(build(engine.nn, 3)([1.0, 2.0, 3.0]), engine.Value)
+
+
+def test_neuron_forward_is_b_plus_weighted_sum_left_to_right(engine):
+    random.seed(5)
+    n = engine.nn.Neuron(4, nonlin=False)
+    n.b.data = 0.3
+    x = [0.1, -0.7, 2.5, 1e-3]
+    acc = n.b.data
+    for w, xi in zip(n.w, x):
+        acc = acc + w.data * xi
+    assert n(x).data == acc
+    relu = engine.nn.Neuron(4)
+    relu.b.data = -100.0
+    assert relu(x).data == 0.0
+
+
+def test_layer_of_neuron_subclasses_uses_their_call(engine, ref):
+    """A Layer whose neurons are a user's Neuron subclass (here: tanh instead of ReLU) runs
+    their __call__, whatever shortcut the engine takes for plain Neurons."""
+    def run(nn, Value):
+        class TanhNeuron(nn.Neuron):
+            def __call__(self, x):
+                act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+                return act.tanh()
+
+        random.seed(8)
+        layer = nn.Layer(3, 4)
+        layer.neurons = [TanhNeuron(3) for _ in range(4)]
+        layer.neurons[2] = nn.Neuron(3, nonlin=False)  # mixed with a plain one
+        xs = [Value(0.5), Value(-1.0), Value(2.0)]
+        outs = layer(xs)
+        assert [o._op for o in outs] == ['tanh', 'tanh', 'dot', 'tanh']
+        total = sum(outs, Value(0.0))
+        total.backward()
+        return [o.data for o in outs], [p.grad for p in layer.parameters()], [x.grad for x in xs]
+
+    got = run(engine.nn, engine.Value)
+    assert got == run(ref.nn, ref.Value)
+    random.seed(8)
+    engine.nn.Layer(3, 4)
+    ws = [[random.uniform(-1, 1) for _ in range(3)] for _ in range(2)]
+    x = [0.5, -1.0, 2.0]
+    assert got[0][0] == math.tanh(sum((w * xi for w, xi in zip(ws[0], x)), 0.0))
+
+
+INPUTS = [[1.0, -2.0, 0.5], [0.3, 0.1, -0.9], [2.0, 3.0, -1.0], [-0.25, 0.75, 1.5]]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("as_values", [False, True], ids=["floats", "values"])
+def test_forward_and_grads_equal_upstream(engine, ref, seed, as_values):
+    mg_engine = pytest.importorskip("micrograd.engine")
+    mg = upstream_nn()
+
+    def run(nn, Value):
+        model = build(nn, seed)
+        outs, grads = [], []
+        for x in INPUTS:
+            xs = [Value(v) for v in x] if as_values else x
+            out = model(xs)
+            model.zero_grad()
+            out.backward()
+            outs.append(out.data)
+            grads.append([p.grad for p in model.parameters()])
+        return outs, grads
+
+    outs, grads = run(engine.nn, engine.Value)
+    ref_outs, ref_grads = run(ref.nn, ref.Value)
+    mg_outs, mg_grads = run(mg, mg_engine.Value)
+    # forward: the fused node sums from b, left to right -- bit-identical to micrograd's sum()
+    assert outs == ref_outs == mg_outs
+    assert grads == ref_grads
+    for g, mg_g in zip(grads, mg_grads):
+        assert g == pytest.approx(mg_g, rel=1e-12, abs=1e-300)
+
+
+# ---- the moons demo: a few SGD steps ---------------------------------------------------------
+
+def run_demo(Value, nn, steps, n_samples, nouts, total_steps=100, seed=1337):
+    X, y = demo.make_moons(n_samples=n_samples, noise=0.1, seed=seed)
+    random.seed(seed)
+    model = nn.MLP(2, list(nouts))
+    history = [demo.train_step(model, X, y, Value, k, total_steps) for k in range(steps)]
+    return history, [p.data for p in model.parameters()]
+
+
+@functools.lru_cache(maxsize=None)
+def upstream_demo(steps, n_samples, nouts):
+    pytest.importorskip("micrograd.nn")
+    Value, nn = demo.load_engine("micrograd")
+    return run_demo(Value, nn, steps, n_samples, nouts)
+
+
+SMALL = dict(n_samples=30, nouts=(8, 8, 1))
+
+
+def test_demo_steps_identical_on_both_engines(engine, ref):
+    got = run_demo(engine.Value, engine.nn, 10, **SMALL)
+    want = run_demo(ref.Value, ref.nn, 10, **SMALL)
+    assert got == want
+    losses = [loss for loss, _ in got[0]]
+    assert losses[-1] < losses[0]  # it learns
+
+
+def test_demo_steps_equal_upstream_small(engine):
+    history, params = run_demo(engine.Value, engine.nn, 5, **SMALL)
+    mg_history, mg_params = upstream_demo(5, SMALL["n_samples"], SMALL["nouts"])
+    assert [acc for _, acc in history] == [acc for _, acc in mg_history]
+    for (loss, _), (mg_loss, _) in zip(history, mg_history):
+        assert loss == pytest.approx(mg_loss, rel=1e-12)
+    assert params == pytest.approx(mg_params, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.slow
+def test_demo_steps_equal_upstream_full_size(engine, ref):
+    """The README's demo model, MLP(2, [16, 16, 1]) on 100 points; upstream costs ~1 s a step."""
+    full = dict(n_samples=100, nouts=(16, 16, 1))
+    history, params = run_demo(engine.Value, engine.nn, 2, **full)
+    assert (history, params) == run_demo(ref.Value, ref.nn, 2, **full)
+    mg_history, mg_params = upstream_demo(2, full["n_samples"], full["nouts"])
+    for (loss, acc), (mg_loss, mg_acc) in zip(history, mg_history):
+        assert acc == mg_acc
+        assert loss == pytest.approx(mg_loss, rel=1e-12)
+    assert params == pytest.approx(mg_params, rel=1e-12, abs=1e-15)

@@ -1,0 +1,483 @@
+"""The Value object as Python code sees it, on both engines: subclassing, extra attributes, copy and
+pickle, weak references, identity hashing, the data/grad setters, mutation between backward passes,
+and several threads building and back-propagating graphs at once."""
+import copy
+import fractions
+import gc
+import pickle
+import random
+import sys
+import threading
+import time
+import weakref
+
+import pytest
+
+import micrograd_fast.reference
+
+# ---- subclasses, made once per engine and registered here by name so pickle can find them -----
+
+_subclasses = {}
+
+
+def my_value_class(Value):
+    """class MyValue(Value) with an extra constructor argument, a method and a new op."""
+    if Value in _subclasses:
+        return _subclasses[Value]
+
+    class MyValue(Value):
+        def __init__(self, data, _children=(), _op='', label='', tag=None):
+            super().__init__(data, _children, _op, label)
+            self.tag = tag
+
+        def double(self):
+            return self * 2
+
+        def cube(self):  # a new op, the way users add one: a hand-built node and its backward
+            out = MyValue(self.data ** 3, (self,), 'cube', tag='cubed')
+
+            def _backward():
+                self.grad += 3 * self.data ** 2 * out.grad
+            out._backward = _backward
+            return out
+
+    name = "MyValue_" + ("py" if Value is micrograd_fast.reference.Value else "c")
+    MyValue.__name__ = MyValue.__qualname__ = name
+    globals()[name] = MyValue
+    _subclasses[Value] = MyValue
+    return MyValue
+
+
+def test_subclass_instances(engine):
+    Value = engine.Value
+    MyValue = my_value_class(Value)
+    a = MyValue(2.0, label='a', tag='first')
+    b = MyValue(-3.0, tag='second')
+    assert isinstance(a, Value) and isinstance(a, MyValue)
+    assert (a.data, a.grad, a.label, a.tag, b.tag) == (2.0, 0.0, 'a', 'first', 'second')
+    assert repr(a) == "Value(data=2.0, grad=0.0)"
+
+    # built-in ops on subclass instances give plain Values, as micrograd's do
+    c = a * b + a.double() - b / a
+    assert type(c) is Value
+    assert c.data == 2.0 * -3.0 + 4.0 - (-3.0 * 2.0 ** -1)
+    d = a.cube()
+    assert type(d) is MyValue and d.tag == 'cubed' and d._op == 'cube'
+    assert d._prev == {a}
+    L = c * d
+    L.backward()
+    # dL/da = d*(b + 2 + b/a**2) + c*3a**2 ; dL/db = d*(a - 1/a)
+    assert a.grad == pytest.approx(8.0 * (-3.0 + 2.0 + -3.0 / 4.0) + c.data * 12.0, rel=1e-15)
+    assert b.grad == pytest.approx(8.0 * (2.0 - 0.5), rel=1e-15)
+    # and mixed with plain Values and numbers on either side
+    e = 1.5 * a + Value(1.0) - 2 ** a.double()
+    assert type(e) is Value
+    assert e.data == 1.5 * 2.0 + 1.0 - 2.0 ** 4.0
+
+
+def operator_calls(Value):
+    """Which overridden primary operators (__add__, __mul__) the derived ones go through."""
+    calls = []
+
+    class Logged(Value):
+        def __add__(self, other):
+            calls.append('add')
+            return super().__add__(other)
+
+        def __mul__(self, other):
+            calls.append('mul')
+            return super().__mul__(other)
+
+        def __repr__(self):
+            return f"Logged({self.data})"
+
+    x = Logged(2.0)
+    results = []
+    for name, op in [("x+1", lambda: x + 1), ("1+x", lambda: 1 + x), ("x-1", lambda: x - 1),
+                     ("1-x", lambda: 1 - x), ("-x", lambda: -x), ("3*x", lambda: 3 * x),
+                     ("x/2", lambda: x / 2.0), ("2/x", lambda: 2.0 / x)]:
+        del calls[:]
+        results.append((name, op().data, list(calls)))
+    assert repr(x) == "Logged(2.0)"
+    return results
+
+
+def test_subclass_overriding_an_operator(engine, ref):
+    """micrograd writes the derived operators with the primary ones (other + self, self * -1 ...),
+    so a subclass that overrides __add__ or __mul__ sees every derived use too."""
+    got = operator_calls(engine.Value)
+    assert got == operator_calls(ref.Value)
+    assert got[:2] == [("x+1", 3.0, ['add']), ("1+x", 3.0, ['add'])]
+    micrograd_engine = pytest.importorskip("micrograd.engine")
+    assert got == operator_calls(micrograd_engine.Value)
+
+
+def test_subclass_facade_is_kept_in_the_graph(engine):
+    """A subclass instance reached again through _prev is the same object, with its type and its
+    extra attributes -- as in micrograd, where _prev holds the objects themselves."""
+    Value = engine.Value
+    MyValue = my_value_class(Value)
+    y = MyValue(3.0, tag='kept') * 2
+    # the subclass leaf has no name left but lives in y's graph
+    gc.collect()
+    (leaf,) = [c for c in y._prev if c.data == 3.0]
+    assert type(leaf) is MyValue
+    assert leaf.tag == 'kept'
+
+
+def test_extra_attributes(engine):
+    Value = engine.Value
+    p = Value(1.0)
+    p.m = 0.0  # AdamW state, as karpathy's newer micrograd keeps it
+    p.v = 0.0
+    assert (p.m, p.v) == (0.0, 0.0)
+    assert p.__dict__['m'] == 0.0 and vars(p)['v'] == 0.0
+    p.__dict__['n'] = 7
+    assert p.n == 7
+    del p.m
+    with pytest.raises(AttributeError):
+        p.m
+    with pytest.raises(AttributeError):
+        Value(2.0).no_such_attribute
+    # on a non-leaf too
+    q = p * 2
+    q.note = 'hidden'
+    assert q.note == 'hidden'
+    # an attribute may even refer back to its Value (a cycle, collected by the gc)
+    r = weakref.ref(q)
+    q.me = q
+    del q
+    gc.collect()
+    assert r() is None
+
+
+def test_adamw_style_state_on_parameters(engine, ref):
+    # one AdamW-like update with per-parameter state kept as attributes: same numbers on both
+    def run(nn, Value):
+        random.seed(4)
+        model = nn.MLP(2, [3, 1])
+        for p in model.parameters():
+            p.m, p.v = 0.0, 0.0
+        for t in range(1, 4):
+            loss = (model([Value(0.5), Value(-1.5)]) - 1.0) ** 2
+            model.zero_grad()
+            loss.backward()
+            for p in model.parameters():
+                p.m = 0.9 * p.m + 0.1 * p.grad
+                p.v = 0.999 * p.v + 0.001 * p.grad ** 2
+                m_hat = p.m / (1 - 0.9 ** t)
+                v_hat = p.v / (1 - 0.999 ** t)
+                p.data -= 0.01 * (m_hat / (v_hat ** 0.5 + 1e-8) + 0.01 * p.data)
+        return [(p.data, p.m, p.v) for p in model.parameters()]
+
+    assert run(engine.nn, engine.Value) == run(ref.nn, ref.Value)
+
+
+def test_extra_attributes_kept_on_an_inner_node(engine):
+    """An inner node's attribute stays while the node is in a live graph, as micrograd's objects do."""
+    Value = engine.Value
+    a, b = Value(2.0), Value(3.0)
+    y = a * b
+    y.m = 5.0
+    z = y + 1
+    del y
+    gc.collect()
+    (inner,) = [c for c in z._prev if c._op == '*']
+    assert inner.m == 5.0
+
+
+# ---- copy, deepcopy, pickle --------------------------------------------------------------------
+
+def _roundtrips():
+    return {
+        "copy": copy.copy,
+        "deepcopy": copy.deepcopy,
+        "pickle": lambda v: pickle.loads(pickle.dumps(v)),
+        "pickle0": lambda v: pickle.loads(pickle.dumps(v, protocol=0)),
+    }
+
+
+@pytest.mark.parametrize("how", list(_roundtrips()))
+def test_copy_and_pickle_of_a_leaf(engine, how):
+    Value = engine.Value
+    fn = _roundtrips()[how]
+    v = Value(2.5, label='w')
+    v.grad = -1.25
+    v.m = 0.5
+    c = fn(v)
+    assert c is not v
+    assert type(c) is Value
+    assert (c.data, c.grad, c.label, c._op, c._prev, c.m) == (2.5, -1.25, 'w', '', set(), 0.5)
+    # independent of the original
+    c.data = 1.0
+    c.grad = 0.0
+    c.label = 'copy'
+    assert (v.data, v.grad, v.label) == (2.5, -1.25, 'w')
+    # and usable
+    (c * 3).backward()
+    assert c.grad == 3.0 and v.grad == -1.25
+
+
+@pytest.mark.parametrize("how", list(_roundtrips()))
+def test_copy_and_pickle_of_a_subclass_leaf(engine, how):
+    MyValue = my_value_class(engine.Value)
+    v = MyValue(4.0, label='s', tag='t')
+    v.grad = 2.0
+    c = _roundtrips()[how](v)
+    assert type(c) is MyValue
+    assert (c.data, c.grad, c.label, c.tag) == (4.0, 2.0, 's', 't')
+
+
+def _describe(v):
+    """What copy/pickle kept of a Value: its numbers, label, op and its children's numbers."""
+    return (v.data, v.grad, v.label, v._op, sorted(c.data for c in v._prev))
+
+
+@pytest.mark.parametrize("how", list(_roundtrips()))
+def test_copy_and_pickle_of_an_inner_node_agree_with_reference(engine, ref, how):
+    """Whatever copying a non-leaf means, both engines must mean the same."""
+    fn = _roundtrips()[how]
+
+    def run(Value):
+        a, b = Value(2.0, label='a'), Value(3.0, label='b')
+        y = a * b
+        y.label = 'y'
+        y.grad = 0.5
+        c = fn(y)
+        seen = _describe(c)
+        (c * 10).backward()  # where does its gradient go?
+        return seen, c.grad, a.grad, b.grad
+
+    assert run(engine.Value) == run(ref.Value)
+
+
+def test_pickle_of_a_list_of_parameters(engine):
+    # saving a model's weights as pickled Values: shared Values stay shared within one pickle
+    Value = engine.Value
+    w = Value(0.25)
+    blob = pickle.dumps([w, w, Value(-1.0)])
+    ws = pickle.loads(blob)
+    assert [x.data for x in ws] == [0.25, 0.25, -1.0]
+    assert ws[0] is ws[1]
+
+
+# ---- identity: weakref, hash, equality ---------------------------------------------------------
+
+def test_weakref(engine):
+    Value = engine.Value
+    v = Value(1.0)
+    r = weakref.ref(v)
+    assert r() is v
+    ws = weakref.WeakSet([v])
+    wd = weakref.WeakValueDictionary({'v': v})
+    assert v in ws and wd['v'] is v
+    del v
+    assert r() is None
+    assert len(ws) == 0 and 'v' not in wd
+    # a weakref to an inner node dies with its last facade, not with its node
+    a = Value(2.0)
+    y = a * 3
+    ry = weakref.ref(y)
+    z = y + 1
+    del y
+    gc.collect()
+    if ry() is not None:  # the reference engine: the node object is the facade, z keeps it
+        assert ry() in z._prev
+    del z
+    gc.collect()
+    assert ry() is None
+
+
+def test_hash_and_equality_are_identity(engine):
+    Value = engine.Value
+    a, b = Value(1.0), Value(1.0)
+    assert a == a and a != b and not (a == b)
+    assert hash(a) == hash(a) and hash(a) != hash(b)
+    assert a != 1.0 and not (a == 1.0)
+    assert len({a, b, a}) == 2
+    d = {a: 'a', b: 'b'}
+    assert d[a] == 'a' and d[b] == 'b'
+    # micrograd has no ordering
+    with pytest.raises(TypeError):
+        a < b
+    with pytest.raises(TypeError):
+        a <= 1.0
+    # the identity of a Value does not change when it is mutated or used in a graph
+    h = hash(a)
+    a.data = 5.0
+    a.grad = 1.0
+    y = a * b
+    y.backward()
+    assert hash(a) == h and a in d
+    assert a in y._prev and b in y._prev
+
+
+def test_prev_returns_the_same_objects(engine):
+    Value = engine.Value
+    a, b = Value(1.0), Value(2.0)
+    y = a + b
+    p1, p2 = y._prev, y._prev
+    assert p1 == p2 == {a, b}
+    # a child without a facade gets one, which stays while someone holds it
+    z = y * 3
+    (c3,) = [c for c in z._prev if c is not y]
+    assert c3.data == 3.0
+    again = [c for c in z._prev if c is not y]
+    assert again == [c3]
+
+
+# ---- data and grad ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("given, stored", [
+    (2, 2.0), (True, 1.0), (-0, 0.0), (fractions.Fraction(1, 4), 0.25), (1e308, 1e308),
+    (float('inf'), float('inf')),
+])
+def test_data_and_grad_setters_store_floats(engine, given, stored):
+    Value = engine.Value
+    v = Value(given)
+    assert v.data == stored and type(v.data) is float
+    v.data = given
+    v.grad = given
+    assert (v.data, v.grad) == (stored, stored)
+    assert type(v.data) is float and type(v.grad) is float
+    assert type(Value(3).grad) is float
+    v.grad = 0  # zero_grad's `p.grad = 0`
+    assert v.grad == 0.0 and type(v.grad) is float
+
+
+def test_numpy_scalars_accepted(engine):
+    np = pytest.importorskip("numpy")
+    Value = engine.Value
+    v = Value(np.float32(0.5))
+    v.grad = np.int64(3)
+    assert (v.data, v.grad) == (0.5, 3.0)
+    assert type(v.data) is float and type(v.grad) is float
+
+
+@pytest.mark.parametrize("bad", ["1.0", None, [1.0], 1j, object()])
+def test_setters_reject_non_numbers(engine, bad):
+    v = engine.Value(1.0)
+    with pytest.raises(TypeError):
+        v.data = bad
+    with pytest.raises(TypeError):
+        v.grad = bad
+    assert (v.data, v.grad) == (1.0, 0.0)
+
+
+def test_inplace_update_of_data(engine):
+    Value = engine.Value
+    p = Value(1.0)
+    (p * 4).backward()
+    p.data += -0.1 * p.grad  # the training loop's update
+    assert p.data == 1.0 - 0.4
+    p.data -= 0.5
+    assert p.data == 1.0 - 0.4 - 0.5
+
+
+def mutation_graph(Value):
+    """Build once, back-propagate, change leaf data, zero grads, back-propagate again."""
+    a, b, c = Value(2.0), Value(-3.0), Value(0.5)
+    y = (a * b + c ** 2) * a + (b - c).relu() + a / c
+    y.backward()
+    first = [a.grad, b.grad, c.grad]
+    a.data, b.data, c.data = 1.5, 4.0, -2.0  # the graph's inner data stay as they were
+    for v in (a, b, c):
+        v.grad = 0
+    y.backward()
+    second = [a.grad, b.grad, c.grad]
+    return y.data, first, second
+
+
+def test_data_mutation_between_backward_passes(engine, ref):
+    got = mutation_graph(engine.Value)
+    assert got == mutation_graph(ref.Value)
+    _, first, second = got
+    assert first != second
+    # backward reads the leaves' current data: e.g. d(a*b)/da now uses b = 4
+    Value = engine.Value
+    a, b = Value(2.0), Value(3.0)
+    y = a * b
+    y.backward()
+    assert a.grad == 3.0
+    b.data = 4.0
+    a.grad = 0.0
+    y.backward()
+    assert a.grad == 4.0
+
+    micrograd_engine = pytest.importorskip("micrograd.engine")
+    up = mutation_graph(micrograd_engine.Value)
+    assert got[0] == up[0]
+    assert got[1] == pytest.approx(up[1], rel=1e-12)
+    assert got[2] == pytest.approx(up[2], rel=1e-12)
+
+
+# ---- threads -------------------------------------------------------------------------------------
+
+def thread_workload(engine, seed, rounds):
+    """A small MLP's forward and backward, `rounds` times, plus a custom-op node whose Python
+    backward runs inside the sweep (where another thread can take over)."""
+    Value, nn = engine.Value, engine.nn
+    rng = random.Random(seed)
+    state = random.getstate()  # nn draws from the global generator: build under a lock
+    with _init_lock:
+        random.seed(seed)
+        model = nn.MLP(3, [6, 6, 1])
+        random.setstate(state)
+    results = []
+    for _ in range(rounds):
+        xs = [Value(rng.uniform(-2, 2)) for _ in range(3)]
+        out = model(xs)
+        sq = Value(out.data * out.data, (out,), 'square')
+
+        def _backward(out=out, sq=sq):
+            junk = Value(1.0) * sq.grad  # new nodes, made during the sweep
+            time.sleep(0)  # let another thread run (and back-propagate) in the middle of this sweep
+            out.grad += 2 * out.data * junk.data
+        sq._backward = _backward
+        # the custom node sits under more built-in nodes, so the sweep goes on after it
+        loss = (sq + (xs[0] * xs[1]).tanh()) * 0.5 + (xs[2] * sq).tanh()
+        model.zero_grad()
+        loss.backward()
+        results.append((loss.data, [p.grad for p in model.parameters()], [x.grad for x in xs]))
+        assert loss.data == loss.data  # no nan: equal results below mean something
+        for p in model.parameters():
+            p.data -= 0.01 * p.grad
+    return results
+
+
+_init_lock = threading.Lock()
+
+
+@pytest.mark.slow
+def test_threads_build_and_backprop_independent_graphs(engine):
+    seeds = [1, 2, 3, 4]
+    rounds = 200
+    expected = {s: thread_workload(engine, s, rounds) for s in seeds}
+
+    got, errors = {}, []
+
+    def worker(s):
+        try:
+            got[s] = thread_workload(engine, s, rounds)
+        except BaseException as e:  # report it in the main thread
+            errors.append(e)
+
+    while gc.collect():  # garbage of earlier tests may need several passes
+        pass
+    baseline = engine.arena_stats()['live'] if engine.arena_stats else None
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        threads = [threading.Thread(target=worker, args=(s,)) for s in seeds]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert errors == []
+    for s in seeds:
+        assert got[s] == expected[s], s
+    gc.collect()
+    if baseline is not None:  # the threads' graphs and models are all freed
+        assert engine.arena_stats()['live'] == baseline
