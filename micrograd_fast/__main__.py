@@ -1,5 +1,9 @@
 """python -m micrograd_fast demo | bench | run script.py [args...]"""
+from __future__ import annotations
+
 import sys
+from collections.abc import Callable, Sequence
+from typing import Optional
 
 USAGE = """usage: python -m micrograd_fast COMMAND [args...]
 
@@ -12,12 +16,13 @@ commands:
 """
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE, end="")
         return 0
     command, rest = argv[0], argv[1:]
+    run: Callable[[list[str]], int]
     if command == "demo":
         from .demo import main as run
     elif command == "bench":

@@ -3,14 +3,25 @@
 The pieces (make_moons, svm_loss, train_step) are shared with the benchmarks and the tests; they
 take the engine's Value class and an MLP built over that engine, so upstream micrograd fits too.
 """
+from __future__ import annotations
+
 import argparse
 import math
 import random
 import sys
 import time
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, Optional
+
+# The demo runs on any engine -- ours, the reference or upstream micrograd (untyped) -- so a
+# model, a Value class and a loss are typed Any here; X is a list of [x0, x1], y of -1/+1 labels.
+Points = Sequence[Sequence[float]]
+History = list[tuple[float, float]]
 
 
-def make_moons(n_samples=100, noise=0.1, seed=1337):
+def make_moons(n_samples: int = 100, noise: float = 0.1,
+               seed: int = 1337) -> tuple[list[list[float]], list[int]]:
     """Two interleaving half circles, as sklearn's make_moons, made without numpy or downloads.
 
     Returns (X, y): X a list of [x0, x1] floats, y a list of labels -1 / +1 (the SVM demo's).
@@ -18,7 +29,8 @@ def make_moons(n_samples=100, noise=0.1, seed=1337):
     rng = random.Random(seed)
     n_out = n_samples // 2
     n_in = n_samples - n_out
-    X, y = [], []
+    X: list[list[float]] = []
+    y: list[int] = []
     for i in range(n_out):
         t = math.pi * i / max(n_out - 1, 1)
         X.append([math.cos(t), math.sin(t)])
@@ -34,7 +46,8 @@ def make_moons(n_samples=100, noise=0.1, seed=1337):
     return X, y
 
 
-def svm_loss(model, X, y, Value, alpha=1e-4):
+def svm_loss(model: Any, X: Points, y: Sequence[int], Value: Any,
+             alpha: float = 1e-4) -> tuple[Any, float]:
     """The demo notebook's loss: SVM max-margin loss + alpha * L2, and the accuracy."""
     inputs = [list(map(Value, xrow)) for xrow in X]
     scores = list(map(model, inputs))
@@ -46,7 +59,8 @@ def svm_loss(model, X, y, Value, alpha=1e-4):
     return total_loss, sum(accuracy) / len(accuracy)
 
 
-def train_step(model, X, y, Value, k, steps):
+def train_step(model: Any, X: Points, y: Sequence[int], Value: Any, k: int,
+               steps: int) -> tuple[float, float]:
     """One step of the notebook's loop (zero_grad, backward, SGD with decaying rate)."""
     total_loss, acc = svm_loss(model, X, y, Value)
     model.zero_grad()
@@ -60,7 +74,7 @@ def train_step(model, X, y, Value, k, steps):
 ENGINES = ("fast", "reference", "micrograd")
 
 
-def load_engine(name):
+def load_engine(name: str) -> tuple[Any, ModuleType]:
     """(Value, nn module) for an engine name: fast (the active engine), reference, micrograd."""
     if name == "fast":
         from . import engine, nn
@@ -78,7 +92,7 @@ def load_engine(name):
     return micrograd.engine.Value, micrograd.nn
 
 
-def _progress(steps, enabled):
+def _progress(steps: int, enabled: bool) -> Any:
     """tqdm's bar when tqdm is installed and wanted, else None (plain lines are printed)."""
     if not enabled:
         return None
@@ -89,9 +103,10 @@ def _progress(steps, enabled):
     return tqdm(total=steps, unit="step", dynamic_ncols=True, file=sys.stdout)
 
 
-def train(model, X, y, Value, steps, progress=True):
+def train(model: Any, X: Points, y: Sequence[int], Value: Any, steps: int,
+          progress: bool = True) -> History:
     """The notebook's loop; returns the per-step (loss, accuracy) history."""
-    history = []
+    history: History = []
     bar = _progress(steps, progress)
     for k in range(steps):
         loss, acc = train_step(model, X, y, Value, k, steps)
@@ -106,7 +121,8 @@ def train(model, X, y, Value, steps, progress=True):
     return history
 
 
-def plot(path, model, X, y, Value, history):
+def plot(path: str, model: Any, X: Points, y: Sequence[int], Value: Any,
+         history: History) -> None:
     """PNG with the decision boundary over the data and the loss/accuracy curves."""
     try:
         import matplotlib
@@ -145,7 +161,7 @@ def plot(path, model, X, y, Value, history):
     plt.close(fig)
 
 
-def main(argv=None):
+def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m micrograd_fast demo",
         description="micrograd's demo: an MLP(2, [16, 16, 1]) learns the two-moons data set "
@@ -183,7 +199,7 @@ def main(argv=None):
     return 0
 
 
-def _backend_name():
+def _backend_name() -> str:
     from . import engine
 
     return engine.BACKEND
