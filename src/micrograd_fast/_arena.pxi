@@ -19,8 +19,9 @@ cdef extern from *:
     #include <stdint.h>
     #include <string.h>
 
-    /* children (and a user's backward callable) of n-ary and Python-backward nodes */
-    typedef struct { PyObject *fn; int32_t child[1]; } mgf_ext;
+    /* children of n-ary and Python-backward nodes; for the latter also the user's backward
+       callable and a tuple holding the children's Values (see _hold in _engine.pyx) */
+    typedef struct { PyObject *fn; PyObject *held; int32_t child[1]; } mgf_ext;
     typedef union { double k; mgf_ext *ext; } mgf_u;
 
     typedef struct {
@@ -41,6 +42,7 @@ cdef extern from *:
     """
     ctypedef struct mgf_ext:
         PyObject* fn
+        PyObject* held
         int32_t child[1]
     ctypedef union mgf_u:
         double k
@@ -78,6 +80,8 @@ cdef enum:
     FLAG_LABEL = 2       # has an entry in _labels (keyed by seq, which compaction keeps)
     FLAG_OPNAME = 4      # has an entry in _opnames (hand-built nodes, or _op assigned)
     FLAG_KEEP = 8        # the node holds a reference to its facade (see _keep in _engine.pyx)
+    HELD_ONE = 16        # flags' high 4 bits: how many Python-backward parents hold this
+    HELD_MAX = 15        #   node's facade (see _hold); at HELD_MAX the count is not kept
 
     NIL = 0xFFFFFFFF     # end of the release list
     MAX_SLOTS = 0x7FFFFFF0
@@ -224,6 +228,7 @@ cdef Py_ssize_t _new_ext_node(unsigned int op, double data, Py_ssize_t nchildren
     if ext == NULL:
         raise MemoryError()
     ext.fn = NULL
+    ext.held = NULL
     try:
         i = _new_node(op, data, 0, 0)
     except BaseException:
@@ -268,70 +273,107 @@ cdef PyObject* _pop_side(dict table, uint64_t key) except? NULL:
     return <PyObject*>v
 
 
+cdef Py_ssize_t _pending = NIL  # nodes whose last reference went, chained through `mark`
+cdef bint _draining = False     # a _release is freeing nodes: nested calls only add to _pending
+
+
+cdef inline void _unhold(Py_ssize_t c) noexcept:
+    cdef unsigned int held = nodes[c].flags >> 4
+    if held and held != HELD_MAX:
+        nodes[c].flags -= HELD_ONE
+
+
 cdef int _release(Py_ssize_t i) except -1:
     """Drop one reference to node i; free it, and whatever only it kept alive, when none is left.
 
     Iterative: freed nodes are chained through their `mark` field, so releasing a 10**7-node
     chain needs no stack and no memory. Python objects owned by freed nodes (a user's backward
-    callable, labels) are released only after the arena is consistent again, because releasing
-    them can run arbitrary Python code -- even code that builds or frees nodes.
+    callable, the Values it holds, labels) are released only after the arena is consistent
+    again, one at a time, because releasing them can run arbitrary Python code -- even code that
+    builds or frees nodes. A release that happens meanwhile (a held Value dying) only queues its
+    node here, so chains of Python-backward nodes are freed without recursion too.
     """
-    global live, top
-    cdef Py_ssize_t j, c, k, head
-    cdef mgf_ext* ext
-    cdef Deferred deferred
-    deferred.items = NULL
-    deferred.n = deferred.cap = 0
+    global _pending, _draining
     nodes[i].nref -= 1
     if nodes[i].nref:
         return 0
-    head = i
-    nodes[i].mark = NIL
-    while head != NIL:
-        j = head
-        head = nodes[j].mark
-        nodes[j].mark = 0
-        if _is_ext(nodes[j].op):
-            ext = nodes[j].u.ext
-            for k in range(nodes[j].a):
-                c = ext.child[k]
-                nodes[c].nref -= 1
-                if nodes[c].nref == 0:
-                    nodes[c].mark = <uint32_t>head
-                    head = c
-            _defer(&deferred, ext.fn)
-            PyMem_Free(ext)
-            nodes[j].u.ext = NULL
-        else:
-            c = nodes[j].a
-            if c:
-                nodes[c].nref -= 1
-                if nodes[c].nref == 0:
-                    nodes[c].mark = <uint32_t>head
-                    head = c
-            c = nodes[j].b
-            if c:
-                nodes[c].nref -= 1
-                if nodes[c].nref == 0:
-                    nodes[c].mark = <uint32_t>head
-                    head = c
-        if nodes[j].flags & FLAG_LABEL:
-            _defer(&deferred, _pop_side(_labels, nodes[j].seq))
-        if nodes[j].flags & FLAG_OPNAME:
-            _defer(&deferred, _pop_side(_opnames, nodes[j].seq))
-        nodes[j].op = OP_LEAF
-        nodes[j].flags = 0
-        nodes[j].a = nodes[j].b = 0
-        facades[j] = NULL
-        live -= 1
+    nodes[i].mark = <uint32_t>_pending
+    _pending = i
+    if _draining:
+        return 0
+    _draining = True
+    try:
+        _drain()
+    finally:
+        _draining = False
+    return 0
+
+
+cdef int _drain() except -1:
+    global live, top, pinned, _pending
+    cdef Py_ssize_t j, c, k
+    cdef mgf_ext* ext
+    cdef PyObject* o
+    cdef Deferred deferred
+    deferred.items = NULL
+    deferred.n = deferred.cap = 0
+    try:
+        while True:
+            while _pending != NIL:
+                j = _pending
+                _pending = nodes[j].mark
+                nodes[j].mark = 0
+                if _is_ext(nodes[j].op):
+                    ext = nodes[j].u.ext
+                    for k in range(nodes[j].a):
+                        c = ext.child[k]
+                        if ext.held != NULL:
+                            _unhold(c)
+                        nodes[c].nref -= 1
+                        if nodes[c].nref == 0:
+                            nodes[c].mark = <uint32_t>_pending
+                            _pending = c
+                    _defer(&deferred, ext.fn)
+                    _defer(&deferred, ext.held)
+                    PyMem_Free(ext)
+                    nodes[j].u.ext = NULL
+                else:
+                    c = nodes[j].a
+                    if c:
+                        nodes[c].nref -= 1
+                        if nodes[c].nref == 0:
+                            nodes[c].mark = <uint32_t>_pending
+                            _pending = c
+                    c = nodes[j].b
+                    if c:
+                        nodes[c].nref -= 1
+                        if nodes[c].nref == 0:
+                            nodes[c].mark = <uint32_t>_pending
+                            _pending = c
+                if nodes[j].flags & FLAG_LABEL:
+                    _defer(&deferred, _pop_side(_labels, nodes[j].seq))
+                if nodes[j].flags & FLAG_OPNAME:
+                    _defer(&deferred, _pop_side(_opnames, nodes[j].seq))
+                nodes[j].op = OP_LEAF
+                nodes[j].flags = 0
+                nodes[j].a = nodes[j].b = 0
+                facades[j] = NULL
+                live -= 1
+            if deferred.n == 0:
+                break
+            # the arena is consistent: release one Python object (it may run any code, which may
+            # queue more nodes -- but must not compact while any are queued)
+            deferred.n -= 1
+            o = deferred.items[deferred.n]
+            pinned += 1
+            Py_DECREF(<object>o)
+            pinned -= 1
+    finally:
+        PyMem_RawFree(deferred.items)
     if live == 0 and pinned == 0:  # everything is gone: start over at the bottom
         top = 1
         if cap > 4 * INITIAL_SLOTS:  # and give a big arena's memory back
             _resize(INITIAL_SLOTS)
-    # now the arena is consistent: releasing these may run Python code (a closure's Values ...)
-    for k in range(deferred.n):
-        Py_DECREF(<object>deferred.items[k])
-    PyMem_RawFree(deferred.items)
     return 0
 
 

@@ -281,6 +281,7 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
     """Turn node i into an OP_PY node (its backward becomes a Python callable), keeping its
     children, its name and its numbers."""
     cdef unsigned int op = nodes[i].op
+    cdef tuple held
     cdef str name
     cdef mgf_ext* ext
     cdef Py_ssize_t n
@@ -290,14 +291,17 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
     if not (nodes[i].flags & FLAG_OPNAME) and name:
         _opnames[nodes[i].seq] = name
         nodes[i].flags |= FLAG_OPNAME
+    held = _child_values(i)
     if _is_ext(op):
         nodes[i].op = OP_PY
+        _hold(i, held)
         return 0
     n = (nodes[i].a != 0) + (nodes[i].b != 0)
     ext = <mgf_ext*>PyMem_Malloc(MGF_EXT_SIZE(n))
     if ext == NULL:
         raise MemoryError()
     ext.fn = NULL
+    ext.held = NULL
     ext.child[0] = nodes[i].a  # the edges (and their nref) move into the block
     if n == 2:
         ext.child[1] = nodes[i].b
@@ -305,7 +309,57 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
     nodes[i].a = <int32_t>n
     nodes[i].b = 0
     nodes[i].op = OP_PY
+    _hold(i, held)
     return 0
+
+
+cdef tuple _child_values(Py_ssize_t i):
+    """Node i's children as Values, in order (made where their facades are gone)."""
+    global pinned
+    cdef list out = []
+    cdef Py_ssize_t k
+    pinned += 1  # making facades may run Python code (a GC pass): keep indices still
+    try:
+        if _is_ext(nodes[i].op):
+            for k in range(nodes[i].a):
+                out.append(_facade(nodes[i].u.ext.child[k]))
+        else:
+            if nodes[i].a:
+                out.append(_facade(nodes[i].a))
+            if nodes[i].b:
+                out.append(_facade(nodes[i].b))
+    finally:
+        pinned -= 1
+    return tuple(out)
+
+
+cdef void _hold(Py_ssize_t i, tuple values) noexcept:
+    """Let the Python-backward node i hold its children's Values, as micrograd's _prev does.
+
+    A user's backward callable usually refers to them (the lecture's closures do) and often to
+    the node's own Value, making reference cycles the GC must be able to see whole. A Value may
+    report what its node holds only while nothing but itself keeps the node alive; holding the
+    children's Values makes a parent that is a Python-backward node such a keeper only while it
+    keeps the Value alive too, so it need not count (HELD_* in the flags; _sole_owner). Then a
+    chain of hand-built nodes is garbage for the GC all at once, not one level per collection.
+    """
+    cdef mgf_ext* ext = nodes[i].u.ext
+    cdef Py_ssize_t k, c
+    if ext.held != NULL:
+        return
+    Py_INCREF(values)
+    ext.held = <PyObject*>values
+    for k in range(nodes[i].a):
+        c = ext.child[k]
+        if (nodes[c].flags >> 4) != HELD_MAX:
+            nodes[c].flags += HELD_ONE
+
+
+cdef inline bint _sole_owner(Py_ssize_t i) noexcept:
+    """Whether node i is kept alive by its facade alone (its parents that count, see _hold,
+    only keep it through that facade): then the facade may report the node's references."""
+    cdef unsigned int held = nodes[i].flags >> 4
+    return held != HELD_MAX and nodes[i].nref == 1 + held
 
 
 # ---- Value -----------------------------------------------------------------------------------
@@ -326,6 +380,7 @@ cdef class Value:
         cdef list values = list(_children)
         cdef list children = []
         cdef Py_ssize_t i, old
+        cdef tuple held = tuple(values)  # made before any node: it may run a GC pass
         for child in values:
             if not isinstance(child, Value):
                 raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
@@ -338,6 +393,7 @@ cdef class Value:
             children.append(_index(<Value>child))
         if children:  # hand-built node (lecture style): its backward is whatever is assigned
             i = _fused(OP_PY, x, children)
+            _hold(i, held)
         else:
             i = _new_node(OP_LEAF, x, 0, 0)
         if not (type(_op) is str and not _op):
@@ -782,11 +838,16 @@ cdef int _value_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
         e = visit(d, arg)
         if e:
             return e
-    if i and nodes[i].nref == 1:  # the node's references are this facade's alone
-        if nodes[i].op == OP_PY and nodes[i].u.ext.fn != NULL:
-            e = visit(nodes[i].u.ext.fn, arg)
-            if e:
-                return e
+    if i and _sole_owner(i):  # the node's references are this facade's alone
+        if nodes[i].op == OP_PY:
+            if nodes[i].u.ext.fn != NULL:
+                e = visit(nodes[i].u.ext.fn, arg)
+                if e:
+                    return e
+            if nodes[i].u.ext.held != NULL:
+                e = visit(nodes[i].u.ext.held, arg)
+                if e:
+                    return e
         if nodes[i].flags & FLAG_KEEP:
             return visit(o, arg)
     return 0
@@ -798,11 +859,12 @@ cdef int _value_clear(PyObject* o) noexcept:
     cdef PyObject* fn
     (<Value>o)._dict = NULL
     Py_XDECREF(d)
-    if i and nodes[i].op == OP_PY and nodes[i].nref == 1:
-        fn = nodes[i].u.ext.fn
-        nodes[i].u.ext.fn = NULL
-        Py_XDECREF(fn)
-    if i and nodes[i].nref == 1:
+    if i and _sole_owner(i):
+        # the callable is what closes the cycles; the held Values stay until the node goes
+        if nodes[i].op == OP_PY:
+            fn = nodes[i].u.ext.fn
+            nodes[i].u.ext.fn = NULL
+            Py_XDECREF(fn)
         _unkeep(<Value>o)  # the GC holds a reference of its own meanwhile
     return 0
 
@@ -884,8 +946,11 @@ def _check_arena():
     the number of parent edges plus the live facade, and dead slots are cleared."""
     cdef Py_ssize_t i, k, c, m, count = 0
     cdef uint32_t* refs = <uint32_t*>PyMem_RawCalloc(<size_t>cap + 1, sizeof(uint32_t))
+    cdef uint32_t* helds = <uint32_t*>PyMem_RawCalloc(<size_t>cap + 1, sizeof(uint32_t))
     cdef int32_t* kids
-    if refs == NULL:
+    if refs == NULL or helds == NULL:
+        PyMem_RawFree(refs)
+        PyMem_RawFree(helds)
         raise MemoryError()
     try:
         for i in range(1, top):
@@ -912,6 +977,8 @@ def _check_arena():
                 if not 0 < c < i or nodes[c].nref == 0:
                     raise AssertionError(f"node {i}: bad child {c}")
                 refs[c] += 1
+                if nodes[i].op == OP_PY and nodes[i].u.ext.held != NULL:
+                    helds[c] += 1
             if facades[i] != NULL:
                 refs[i] += 1
                 if (<Value>facades[i])._i != i:
@@ -919,8 +986,11 @@ def _check_arena():
         for i in range(1, top):
             if nodes[i].nref and refs[i] != nodes[i].nref:
                 raise AssertionError(f"node {i}: nref {nodes[i].nref}, counted {refs[i]}")
+            if nodes[i].nref and (nodes[i].flags >> 4) != HELD_MAX and (nodes[i].flags >> 4) != helds[i]:
+                raise AssertionError(f"node {i}: held {nodes[i].flags >> 4}, counted {helds[i]}")
         if count != live:
             raise AssertionError(f"live is {live}, counted {count}")
     finally:
         PyMem_RawFree(refs)
+        PyMem_RawFree(helds)
     return count
