@@ -56,6 +56,9 @@ def _operand(other: Any) -> Optional[Value]:
 
 def _pow(x: float, k: float) -> float:
     """Python's float power, except that a complex result is a ValueError (as math.pow)."""
+    if x < 0 and math.isfinite(x) and math.isfinite(k) and k != math.floor(k):
+        # Python would make a complex number (or fail making it: OverflowError)
+        raise ValueError("negative number cannot be raised to a fractional power")
     r: Union[float, complex] = x ** k
     if isinstance(r, complex):
         raise ValueError("negative number cannot be raised to a fractional power")
