@@ -377,10 +377,20 @@ cdef class Value:
 
     def __init__(self, data, _children=(), _op='', label=''):
         cdef double x = _real(data, "data")
-        cdef list values = list(_children)
+        cdef list values
         cdef list children = []
         cdef Py_ssize_t i, old
-        cdef tuple held = tuple(values)  # made before any node: it may run a GC pass
+        cdef tuple held
+        if (type(_children) is tuple and not _children and self._i == 0 and type(self) is Value
+                and type(_op) is str and not _op and type(label) is str and not label):
+            # the common case, Value(x): a leaf and nothing else
+            _drop_anchor(self)
+            PyObject_GC_UnTrack(<PyObject*>self)
+            _reserve_slots(1)
+            _own(self, _new_node(OP_LEAF, x, 0, 0))
+            return
+        values = list(_children)
+        held = tuple(values)  # made before any node: it may run a GC pass
         for child in values:
             if not isinstance(child, Value):
                 raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
