@@ -12,6 +12,7 @@ from cpython.long cimport PyLong_AsDouble, PyLong_Check, PyLong_CheckExact
 from cpython.mem cimport (PyMem_Free, PyMem_Malloc, PyMem_RawCalloc, PyMem_RawFree, PyMem_RawMalloc,
                           PyMem_RawRealloc)
 from cpython.object cimport PyObject
+from cpython.dict cimport PyDict_GetItemWithError
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.math cimport NAN, log, tanh
@@ -52,6 +53,10 @@ cdef extern from "Python.h":
     int PyObject_GenericSetAttr(PyObject*, PyObject*, PyObject*) noexcept
     bint PyIndex_Check(object)
     PyObject* PyDict_New() except NULL
+
+
+cdef extern from "Python.h":
+    object PyObject_GenericGetDict(object o, void* context)
 
 
 cdef extern from *:
@@ -724,14 +729,28 @@ def layer(neurons, x, neuron_type):
     so the nodes, their numbers and their creation order are the same, without a Python call per
     neuron. Any other neuron (a subclass, say) is called."""
     cdef list out = []
-    cdef object act
+    cdef object act, d
+    cdef PyObject* w
+    cdef PyObject* b
+    cdef PyObject* nonlin
     for n in neurons:
-        if type(n) is neuron_type:
+        if type(n) is not neuron_type:
+            out.append(n(x))
+            continue
+        # the fields straight from the instance dict (a plain Neuron has no descriptors for
+        # them); where one is missing, getattr gives the error a Python access would
+        d = PyObject_GenericGetDict(n, NULL)
+        w = PyDict_GetItemWithError(d, "w")
+        b = PyDict_GetItemWithError(d, "b")
+        nonlin = PyDict_GetItemWithError(d, "nonlin")
+        if w == NULL or b == NULL or nonlin == NULL:
             act = _dot(n.w, x, n.b)
             if n.nonlin:
                 act = _own(_fresh(), _unary(<Value>act, OP_RELU))
         else:
-            act = n(x)
+            act = _dot(<object>w, x, <object>b)
+            if <object>nonlin:
+                act = _own(_fresh(), _unary(<Value>act, OP_RELU))
         out.append(act)
     return out
 

@@ -216,7 +216,8 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
     through them all: then the rest of the graph is found breadth-first and sorted instead.
     """
     global topo_fallbacks
-    cdef Py_ssize_t j = root, pending = 1, out = 0, skipped = 0, c, k, t, cnt
+    cdef Py_ssize_t j = root, pending = 1, out = 0, skipped = 0, c, k, t, cnt, m, w, x
+    cdef double g, xd, wd
     cdef uint32_t e, e2
     cdef int32_t* rest = NULL
     cdef Py_ssize_t rest_cap = 0
@@ -242,7 +243,26 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
         out += 1
         # mark the children (branch-free: whether one is marked already is data), then run the
         # node's local backward
-        if _is_ext(n.op):
+        if n.op == OP_DOT:  # a neuron: marks and gradients in one loop (the numbers of
+            ext = n.u.ext   # _backprop_node's OP_DOT case, in its order)
+            g = n.grad
+            m = (n.a - 1) >> 1
+            c = ext.child[0]
+            nodes[c].grad += g
+            pending += nodes[c].mark != e
+            nodes[c].mark = e
+            for k in range(1, m + 1):
+                w = ext.child[k]
+                x = ext.child[k + m]
+                xd = nodes[x].data
+                wd = nodes[w].data
+                nodes[w].grad += xd * g
+                nodes[x].grad += wd * g
+                pending += nodes[w].mark != e
+                nodes[w].mark = e
+                pending += nodes[x].mark != e
+                nodes[x].mark = e
+        elif _is_ext(n.op):
             ext = n.u.ext
             for k in range(n.a):
                 c = ext.child[k]
