@@ -25,6 +25,7 @@ import warnings
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from mgf_examples import readme_expression
 
 # When a property fails, hypothesis's pytest plugin imports its patch writer, which imports
 # libcst, which raises a DeprecationWarning (mypy_extensions.TypedDict) at import time; with
@@ -470,17 +471,7 @@ def more_ops(V):
     """micrograd's test/test_engine.py::test_more_ops: the README expression."""
     a = V(-4.0)
     b = V(2.0)
-    c = a + b
-    d = a * b + b**3
-    c = c + c + 1
-    c = c + 1 + c + (-a)
-    d = d + d * 2 + (b + a).relu()
-    d = d + 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g = g + 10.0 / f
-    return a, b, g
+    return a, b, readme_expression(a, b)
 
 
 def _torch_leaf(torch, x):

@@ -9,6 +9,7 @@ import pytest
 
 from micrograd_fast import gradcheck
 from micrograd_fast.checks import GradcheckError
+from mgf_examples import readme_expression
 
 # (name, f, point): each op at a point away from kinks and domain edges
 OPS = [
@@ -39,18 +40,7 @@ OPS = [
 ]
 
 
-def readme(a, b):
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
-    return g
+readme = readme_expression
 
 
 @pytest.mark.parametrize("name, f, point", OPS, ids=[op[0] for op in OPS])

@@ -11,6 +11,7 @@ every call.
 import collections
 
 import pytest
+from mgf_examples import readme_expression
 
 
 def walk(out):
@@ -93,19 +94,7 @@ MICROGRAD_EXPRESSIONS = {
 }
 
 
-def _readme(a, b):
-    # micrograd's README expression, with in-place ops (they rebind: no mutation)
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
-    return g
+_readme = readme_expression  # in-place ops rebind: no mutation
 
 
 def _sanity(x):

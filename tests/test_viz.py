@@ -12,6 +12,7 @@ import pytest
 
 from micrograd_fast import draw_dot
 from micrograd_fast.viz import trace
+from mgf_examples import readme_example
 
 try:
     import graphviz
@@ -215,20 +216,7 @@ def test_same_picture_as_upstream_micrograd(engine):
     micrograd_engine = pytest.importorskip("micrograd.engine")
 
     def readme(Value):
-        a = Value(-4.0)
-        b = Value(2.0)
-        c = a + b
-        d = a * b + b**3
-        c += c + 1
-        c += 1 + c + (-a)
-        d += d * 2 + (b + a).relu()
-        d += 3 * d + (b - a).relu()
-        e = c - d
-        f = e**2
-        g = f / 2.0
-        g += 10.0 / f
-        g.backward()
-        return g
+        return readme_example(Value)[2]
 
     ours = canonical(draw_dot(readme(engine.Value)))
     theirs = canonical(draw_dot(readme(micrograd_engine.Value)))

@@ -471,22 +471,7 @@ cdef class Value:
     @property
     def _prev(self):
         """The children, as a set of Values (made on demand for nodes whose facade is gone)."""
-        global pinned
-        cdef Py_ssize_t i = _index(self), k
-        cdef set prev = set()
-        pinned += 1  # making facades may run Python code (a GC pass): keep indices still
-        try:
-            if _is_ext(nodes[i].op):
-                for k in range(nodes[i].a):
-                    prev.add(_facade(nodes[i].u.ext.child[k]))
-            else:
-                if nodes[i].a:
-                    prev.add(_facade(nodes[i].a))
-                if nodes[i].b:
-                    prev.add(_facade(nodes[i].b))
-        finally:
-            pinned -= 1
-        return prev
+        return set(_child_values(_index(self)))
 
     @property
     def _backward(self):
