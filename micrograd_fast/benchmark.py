@@ -479,7 +479,8 @@ def _child_main(argv: Optional[list[str]] = None) -> int:
 def _run_child(what: str, name: str, n: int, timeout: float) -> tuple[str, Optional[Result]]:
     """Run _child_main in a fresh interpreter that imports this very package.
 
-    Returns (status, result): status "ok", "timeout" or "error: <last line of stderr>"."""
+    Returns (status, result): status "ok", "timeout" or "error (exit code N): <last line of
+    stderr>"; result the child's JSON dict when status is "ok"."""
     package_root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
@@ -490,8 +491,8 @@ def _run_child(what: str, name: str, n: int, timeout: float) -> tuple[str, Optio
     except subprocess.TimeoutExpired:
         return "timeout", None
     if proc.returncode != 0:
-        lines = (proc.stderr or "").strip().splitlines() or [f"exit code {proc.returncode}"]
-        return f"error: {lines[-1][:200]}", None
+        lines = (proc.stderr or "").strip().splitlines() or ["(no message)"]
+        return f"error (exit code {proc.returncode}): {lines[-1][:200]}", None
     result: Result = json.loads(proc.stdout.strip().splitlines()[-1])
     return "ok", result
 
