@@ -166,10 +166,16 @@ cdef void _compact() noexcept:
     compactions += 1
 
 
+cdef bint _want_compact = False  # a big graph died: compact at the next operation's start
+
+
 cdef int _make_room(Py_ssize_t k) except -1:
     """Room for k more slots: compact when half the used slots are dead; keep half the arena
-    free afterwards (so compaction stays O(1) amortised), growing if need be."""
+    free afterwards (so compaction stays O(1) amortised), growing if need be. (The capacity
+    stays: a training loop needs it again next step; it goes back when no node is left.)"""
+    global _want_compact
     cdef Py_ssize_t want
+    _want_compact = False
     if pinned == 0 and top - 1 - live >= (top >> 1):
         _compact()
     if top + k > cap or (pinned == 0 and 2 * (top + k) > cap):
@@ -182,7 +188,7 @@ cdef int _make_room(Py_ssize_t k) except -1:
 
 cdef inline int _reserve_slots(Py_ssize_t k) except -1:
     """Call at the start of an operation, before reading any node index: may move nodes."""
-    if top + k > cap:
+    if top + k > cap or _want_compact:
         _make_room(k)
     return 0
 
@@ -310,7 +316,7 @@ cdef int _release(Py_ssize_t i) except -1:
 
 
 cdef int _drain() except -1:
-    global live, top, pinned, _pending
+    global live, top, pinned, _pending, _want_compact
     cdef Py_ssize_t j, c, k
     cdef mgf_ext* ext
     cdef PyObject* o
@@ -374,6 +380,10 @@ cdef int _drain() except -1:
         top = 1
         if cap > 4 * INITIAL_SLOTS:  # and give a big arena's memory back
             _resize(INITIAL_SLOTS)
+    elif top > 4 * INITIAL_SLOTS and top - 1 - live >= (top >> 1):
+        # mostly dead slots: the next operation compacts (here, indices may still be in use),
+        # so that backward()'s downward pass does not wade through them
+        _want_compact = True
     return 0
 
 

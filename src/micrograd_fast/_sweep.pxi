@@ -92,8 +92,8 @@ cdef Py_ssize_t _collect(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t cnt, uint
 cdef int _raise_math(int err) except -1:
     if err == F_ZERO_DIV:
         raise ZeroDivisionError("0.0 cannot be raised to a negative power")
-    if err == F_DOMAIN:
-        raise ValueError("math domain error")
+    if err == F_DOMAIN:  # py_pow's only domain error, worded as reference.py's _pow
+        raise ValueError("negative number cannot be raised to a fractional power")
     if err == F_RANGE:
         raise OverflowError(34, "Numerical result out of range")
     return 0
