@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Coverage-guided fuzz target: input bytes -> a small program of engine operations, run on the
 compiled engine and on the reference engine in lockstep (tests/test_fuzz.py's interpreter).
 A divergence (numbers, op names, labels, edges, exceptions), a leaked node or a crash fails.
@@ -126,7 +127,7 @@ def decode(data):
 
 
 def _operand(r):
-    return r.idx() if r.byte() & 1 else r.num()
+    return ("v", r.idx()) if r.byte() & 1 else r.num()
 
 
 STATS = {"inputs": 0, "instructions": 0, "leak_checks": 0}
@@ -140,8 +141,7 @@ def one_input(data):
     STATS["instructions"] += len(prog)
     callbacks = any(ins[0] in ("hand", "assign") for ins in prog)
     if _dirty:  # the last input's callbacks left cycles: collect them before counting
-        for _ in range(3):
-            gc.collect()
+        T.live_nodes(C)
         _dirty.clear()
     if callbacks:
         _dirty.append(1)

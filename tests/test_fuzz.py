@@ -11,7 +11,9 @@ Exceptions must match too (same type and arguments), and the engines must stay u
 
 Budget: MGF_FUZZ_EXAMPLES programs per test (default: a short CI budget). A long run:
 
-    MGF_FUZZ_EXAMPLES=200000 python -m pytest tests/test_fuzz.py -q -p no:cacheprovider
+    MGF_FUZZ_EXAMPLES=20000 python -m pytest tests/test_fuzz.py -q -p no:cacheprovider
+
+(hours: hypothesis makes its later programs large). MGF_FUZZ_SHRINK=0 skips shrinking a failure.
 
 The number of programs and instructions run is printed at the end of the session.
 """
@@ -22,7 +24,7 @@ import weakref
 from fractions import Fraction
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import micrograd_fast.reference as R
@@ -32,6 +34,10 @@ FUZZ = settings(
     max_examples=EXAMPLES or 120,
     deadline=None,  # programs that build thousands of nodes in a callback vary in time
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    # MGF_FUZZ_SHRINK=0: report the first failing program as found (under valgrind, shrinking
+    # would take hours)
+    phases=list(Phase) if os.environ.get("MGF_FUZZ_SHRINK", "1") != "0" else
+    [Phase.explicit, Phase.reuse, Phase.generate],
 )
 
 COUNTS = {"programs": 0, "instructions": 0, "backward": 0, "raised": 0}
@@ -78,7 +84,7 @@ BUILD_SIZES = [1, 40, 5000]  # 5000 > the arena's initial 4096 slots: it grows m
 
 idx = st.integers(0, 1 << 16)  # taken modulo the pool size when run
 num = st.one_of(st.floats(-4, 4), st.sampled_from(SPECIAL))
-operand = st.one_of(idx, num)  # an int from idx means a pool Value; see _operand()
+operand = st.one_of(st.tuples(st.just("v"), idx), num)  # ("v", i): a pool Value; else a number
 
 instruction = st.one_of(
     st.tuples(st.just("leaf"), num, st.sampled_from(["", "x", "w"])),
@@ -126,9 +132,9 @@ class Twin:
         return self.pool[i % len(self.pool)]
 
     def operand(self, o):
-        # an int drawn from idx (not a bool) names a pool Value; anything else is a number
-        if type(o) is int and not isinstance(o, bool) and self.pool and o >= 0 and o < 1 << 17:
-            return self.at(o)
+        # ("v", i) names a pool Value (the number 0.0 when the pool is empty); else a number
+        if type(o) is tuple:
+            return self.at(o[1]) if self.pool else 0.0
         return o
 
 
@@ -232,7 +238,10 @@ def run(tw, ins):
     elif op == "assign":  # a Python backward replaces a built-in op's
         _, i, kind, j, k, n = ins
         v = tw.at(i)
-        v._backward = make_callback(tw, kind, v, tw.at(j), tw.at(k), n)
+        # a callback holding a Value computed from its own node would be a cycle through the
+        # graph, which the compiled engine cannot collect (README, "Reliability"): use v itself
+        a, b = (v if depends_on(x, v) else x for x in (tw.at(j), tw.at(k)))
+        v._backward = make_callback(tw, kind, v, a, b, n)
         return None
     elif op == "backward":
         COUNTS["backward"] += 1
@@ -261,6 +270,22 @@ def run(tw, ins):
         raise AssertionError(op)
     pool.append(v)
     return v
+
+
+def depends_on(x, target):
+    """Whether target is x or among the Values x was computed from."""
+    held = [x]  # keeps the facades _prev made alive, so that their ids stay unique
+    seen, stack = {id(x)}, [x]
+    while stack:
+        v = stack.pop()
+        if v is target:
+            return True
+        for c in v._prev:
+            if id(c) not in seen:
+                seen.add(id(c))
+                held.append(c)
+                stack.append(c)
+    return False
 
 
 def _unique_child(v):
@@ -349,9 +374,14 @@ def cycle_through_graph(tw):
 
 
 def live_nodes(c_module):
-    for _ in range(3):  # a parent freed by one pass may make a callback's cycle collectable
+    """The compiled arena's live node count once every collectable cycle is gone."""
+    live = None
+    for _ in range(200):  # a chain of callback nodes may be freed one level per pass
         gc.collect()
-    return c_module.arena_stats()["live"]
+        if c_module.arena_stats()["live"] == live:
+            break
+        live = c_module.arena_stats()["live"]
+    return live
 
 
 @FUZZ
@@ -360,12 +390,20 @@ def test_programs_agree(c_engine, program):
     """Random programs give the same numbers, names, edges and exceptions on both engines, and
     the compiled engine frees every node afterwards."""
     COUNTS["programs"] += 1
-    before = live_nodes(c_engine.module)
+    arena = c_engine.module.arena_stats
+    # collecting is slow once hypothesis holds many objects: only when cycles may be pending
+    before = live_nodes(c_engine.module) if _pending_cycles else arena()["live"]
+    _pending_cycles.clear()
     c, r = run_lockstep(program, c_engine.module)
     leaky = cycle_through_graph(r)
     del c, r
-    if not leaky:
-        assert live_nodes(c_engine.module) == before, "nodes leaked (an unbalanced node reference)"
+    if arena()["live"] != before:  # cycles (Python callbacks) are freed by the collector
+        _pending_cycles.append(1)
+        if not leaky:
+            assert live_nodes(c_engine.module) == before, "nodes leaked (an unbalanced reference)"
+
+
+_pending_cycles = []  # non-empty: the last program may have left cycles for the collector
 
 
 # ---- focused programs: the situations the random mix reaches too rarely -----------------------
@@ -409,3 +447,100 @@ def test_reuse_then_delete_intermediates(c_engine, ops, leaves):
                 x.data = x.data * scale
         results.append(log)
     assert results[0] == results[1]
+
+
+# ---- the callback situations, spelled out (the programs above reach them at random) ----------
+
+def callback_graph(M, kind, n=0):
+    """leaves a, b; p = a*b; h = a hand-built node over (p, b) with a Python backward of `kind`;
+    root = (h + a).tanh(). Returns the leaves, the root and the list the callback fills."""
+    a, b = M.Value(1.5), M.Value(-0.75)
+    p = a * b
+    h = M.Value(p.data + b.data, (p, b), "custom")
+    made = []
+
+    def fn():
+        if kind == "raise":
+            p.grad += h.grad  # partial work, then the failure
+            raise FuzzError("from _backward")
+        if kind == "build":  # many nodes while the sweep runs: the arena must grow under it
+            made.extend(M.Value(float(i)) * 2 + a for i in range(n))
+        p.grad += h.grad
+        b.grad += h.grad
+
+    h._backward = fn
+    root = (h + a).tanh()
+    return a, b, root, made
+
+
+def test_raising_callback_propagates_and_engine_stays_usable(engine, ref):
+    results = []
+    for M in (engine.module, ref.module):
+        a, b, root, _ = callback_graph(M, "raise")
+        with pytest.raises(FuzzError, match="from _backward"):
+            root.backward()
+        partial = (a.grad, b.grad, root.grad)
+        # the engine is usable after: a new graph, and the same graph again
+        x = M.Value(3.0)
+        y = x * x + x
+        y.backward()
+        with pytest.raises(FuzzError):
+            root.backward()
+        results.append((partial, x.grad, a.grad, b.grad))
+    assert results[0] == results[1]
+    assert results[0][1] == 7.0
+
+
+def test_callback_building_many_nodes_during_backward(engine, ref):
+    results = []
+    for M in (engine.module, ref.module):
+        a, b, root, made = callback_graph(M, "build", n=20000)
+        before = engine.arena_stats()["capacity"] if M is engine.module and engine.arena_stats \
+            else None
+        root.backward()
+        root.backward()
+        if before is not None:
+            assert engine.arena_stats()["capacity"] > before  # it grew during the sweeps
+        results.append((a.grad, b.grad, len(made), made[-1].data, made[123].data))
+        del made[:]
+    assert results[0] == results[1]
+    assert results[0][2] == 40000
+
+
+def test_reinit_existing_value(engine):
+    """Calling __init__ again on a Value that is already a child (README, "What differs"): the
+    compiled engine rebinds the facade to a new node and the graph keeps the old number; the
+    reference re-initialises the object itself, so its parents see it (as micrograd's would)."""
+    a = engine.Value(2.0)
+    b = a * 3
+    a.__init__(5.0)
+    b.backward()
+    assert (a.data, b.data) == (5.0, 6.0)
+    if engine.name == "c":
+        assert a.grad == 0.0
+        assert a not in b._prev
+        assert sorted(v.data for v in b._prev) == [2.0, 3.0]
+    else:
+        assert a.grad == 3.0
+        assert a in b._prev
+        assert sorted(v.data for v in b._prev) == [3.0, 5.0]
+
+
+@pytest.mark.parametrize("case", ["x**0.5", "x**y", "x**-2", "log"])
+def test_backward_errors_match_reference(engine, ref, case):
+    """An input changed between forward and backward can make the local derivative undefined: the
+    exception (type and message) is the reference's."""
+    def run(M):
+        x, y = M.Value(4.0), M.Value(0.5)
+        out = {"x**0.5": lambda: x ** 0.5, "x**y": lambda: x ** y, "x**-2": lambda: x ** -2,
+               "log": lambda: x.log()}[case]()
+        x.data = 0.0 if case in ("x**-2", "log") else -1.0
+        try:
+            out.backward()
+        except Exception as e:
+            return type(e), e.args, x.grad
+        return None
+
+    got, want = run(engine.module), run(ref.module)
+    assert want is not None
+    assert got == want
