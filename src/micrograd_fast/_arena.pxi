@@ -331,10 +331,11 @@ cdef int _drain() except -1:
                 nodes[j].mark = 0
                 if _is_ext(nodes[j].op):
                     ext = nodes[j].u.ext
+                    if ext.held != NULL:
+                        for k in range(nodes[j].a):
+                            _unhold(ext.child[k])
                     for k in range(nodes[j].a):
                         c = ext.child[k]
-                        if ext.held != NULL:
-                            _unhold(c)
                         nodes[c].nref -= 1
                         if nodes[c].nref == 0:
                             nodes[c].mark = <uint32_t>_pending

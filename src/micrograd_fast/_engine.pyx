@@ -743,38 +743,56 @@ def layer(neurons, x, neuron_type):
 cdef object _dot(object ws, object xs, object bias):
     cdef object wseq = ws if type(ws) is list or type(ws) is tuple else list(ws)
     cdef object xseq = xs if type(xs) is list or type(xs) is tuple else list(xs)
-    cdef Py_ssize_t n = min(len(wseq), len(xseq)), k, i, w, x, b
-    cdef PyObject** wv = PySequence_Fast_ITEMS(wseq)
-    cdef PyObject** xv = PySequence_Fast_ITEMS(xseq)
+    cdef Py_ssize_t n, k, j, i, w, x, b
+    cdef PyObject** wv
+    cdef PyObject** xv
     cdef mgf_ext* ext
     cdef double acc
     cdef Value out
-    # the neuron's case, all Values: the child block is written directly, no Python objects
+    cdef bint values = True
     if not isinstance(bias, Value) or (<Value>bias)._i == 0:
-        return _dot_general(wseq, xseq, n, bias)
-    for k in range(n):
-        if not (isinstance(<object>wv[k], Value) and isinstance(<object>xv[k], Value)):
-            return _dot_general(wseq, xseq, n, bias)
-        if (<Value>wv[k])._i == 0 or (<Value>xv[k])._i == 0:
-            _uninitialised()
-    out = _fresh()
+        return _dot_general(wseq, xseq, min(len(wseq), len(xseq)), bias)
+    # the neuron's case, all Values: one pass checks each pair, writes the child block and sums
+    out = _fresh()  # may run Python code (a GC pass): before the items and indices are read
     _reserve_slots(1)
-    i = _new_ext_node(OP_DOT, 0.0, 2 * n + 1)
-    ext = nodes[i].u.ext
+    n = min(len(wseq), len(xseq))
+    wv = PySequence_Fast_ITEMS(wseq)
+    xv = PySequence_Fast_ITEMS(xseq)
+    ext = <mgf_ext*>PyMem_Malloc(MGF_EXT_SIZE(2 * n + 1))
+    if ext == NULL:
+        raise MemoryError()
+    ext.fn = NULL
+    ext.held = NULL
     b = (<Value>bias)._i
     ext.child[0] = <int32_t>b
-    nodes[b].nref += 1
     acc = nodes[b].data
     for k in range(n):
+        if not (isinstance(<object>wv[k], Value) and isinstance(<object>xv[k], Value)):
+            values = False
+            break
         w = (<Value>wv[k])._i
         x = (<Value>xv[k])._i
+        if w == 0 or x == 0:
+            break
         ext.child[1 + k] = <int32_t>w
         ext.child[1 + n + k] = <int32_t>x
         nodes[w].nref += 1
         nodes[x].nref += 1
         acc = acc + nodes[w].data * nodes[x].data
-    nodes[i].data = acc
-    return _own(out, i)
+    else:
+        nodes[b].nref += 1
+        i = _new_node(OP_DOT, acc, 0, 0)  # room was reserved: nothing here can fail
+        nodes[i].u.ext = ext
+        nodes[i].a = <int32_t>(2 * n + 1)
+        return _own(out, i)
+    # not all Values (numbers among them), or one without a node: undo the pairs done
+    for j in range(k):
+        nodes[ext.child[1 + j]].nref -= 1
+        nodes[ext.child[1 + n + j]].nref -= 1
+    PyMem_Free(ext)
+    if values:
+        _uninitialised()
+    return _dot_general(wseq, xseq, n, bias)
 
 
 cdef object _dot_general(object wseq, object xseq, Py_ssize_t n, object bias):
