@@ -62,10 +62,23 @@ cdef extern from "Python.h":
 cdef extern from *:
     """
     static CYTHON_INLINE PyObject* mgf_take(PyObject* o) { return o; }
+    /* A Value from the freelist back to life. Its type is still Value (only exact Values are
+       recycled, and a static type needs no reference), so what PyObject_Init would do comes
+       down to the reference count -- except where CPython does more (free-threaded builds,
+       reference-tracing debug builds, tracemalloc's bookkeeping of reused objects). */
+    static CYTHON_INLINE void mgf_revive(PyObject* o, PyTypeObject* t) {
+    #if defined(Py_GIL_DISABLED) || defined(Py_TRACE_REFS) || defined(Py_REF_DEBUG)
+        PyObject_Init(o, t);
+    #else
+        (void)t;
+        Py_SET_REFCNT(o, 1);
+    #endif
+    }
     /* expands where used, after Cython has defined the Value struct */
     #define MGF_ANCHOR_OFFSET offsetof(struct __pyx_obj_14micrograd_fast_7_engine_Value, _gc_anchor)
     """
     Value mgf_take(PyObject* o)  # hands our reference over to Cython (no extra incref)
+    void mgf_revive(PyObject* o, void* t)
     Py_ssize_t MGF_ANCHOR_OFFSET
 
 
@@ -140,7 +153,7 @@ cdef inline Value _fresh():
     if _n_free:
         _n_free -= 1
         o = _free_facades[_n_free]
-        PyObject_Init(o, _value_type)
+        mgf_revive(o, _value_type)
         return mgf_take(o)
     v = Value.__new__(Value)
     _drop_anchor(v)
