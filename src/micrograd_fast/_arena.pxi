@@ -169,6 +169,11 @@ cdef void _compact() noexcept:
 cdef bint _want_compact = False  # a big graph died: compact at the next operation's start
 
 
+cdef inline bint _mostly_dead() noexcept:
+    """At least half of the slots in use are dead: compaction pays for itself."""
+    return top - 1 - live >= (top >> 1)
+
+
 cdef int _make_room(Py_ssize_t k) except -1:
     """Room for k more slots: compact when half the used slots are dead; keep half the arena
     free afterwards (so compaction stays O(1) amortised), growing if need be. (The capacity
@@ -176,7 +181,7 @@ cdef int _make_room(Py_ssize_t k) except -1:
     global _want_compact
     cdef Py_ssize_t want
     _want_compact = False
-    if pinned == 0 and top - 1 - live >= (top >> 1):
+    if pinned == 0 and _mostly_dead():
         _compact()
     if top + k > cap or (pinned == 0 and 2 * (top + k) > cap):
         want = cap
@@ -227,14 +232,20 @@ cdef inline Py_ssize_t _new_node(unsigned int op, double data, Py_ssize_t a, Py_
     return i
 
 
-cdef Py_ssize_t _new_ext_node(unsigned int op, double data, Py_ssize_t nchildren) except -1:
-    """A node whose children live in an mgf_ext block (filled in by the caller)."""
+cdef mgf_ext* _alloc_ext(Py_ssize_t nchildren) except NULL:
+    """A block for nchildren children (filled in by the caller): no callable, nothing held."""
     cdef mgf_ext* ext = <mgf_ext*>PyMem_Malloc(MGF_EXT_SIZE(nchildren))
-    cdef Py_ssize_t i
     if ext == NULL:
         raise MemoryError()
     ext.fn = NULL
     ext.held = NULL
+    return ext
+
+
+cdef Py_ssize_t _ext_node(unsigned int op, double data, mgf_ext* ext,
+                          Py_ssize_t nchildren) except -1:
+    """A node whose children live in the block ext (owned by the node, or freed on failure)."""
+    cdef Py_ssize_t i
     try:
         i = _new_node(op, data, 0, 0)
     except BaseException:
@@ -243,6 +254,11 @@ cdef Py_ssize_t _new_ext_node(unsigned int op, double data, Py_ssize_t nchildren
     nodes[i].u.ext = ext
     nodes[i].a = <int32_t>nchildren
     return i
+
+
+cdef Py_ssize_t _new_ext_node(unsigned int op, double data, Py_ssize_t nchildren) except -1:
+    """A node whose children live in an mgf_ext block (filled in by the caller)."""
+    return _ext_node(op, data, _alloc_ext(nchildren), nchildren)
 
 
 cdef inline bint _is_ext(unsigned int op) noexcept nogil:
@@ -381,7 +397,7 @@ cdef int _drain() except -1:
         top = 1
         if cap > 4 * INITIAL_SLOTS:  # and give a big arena's memory back
             _resize(INITIAL_SLOTS)
-    elif top > 4 * INITIAL_SLOTS and top - 1 - live >= (top >> 1):
+    elif top > 4 * INITIAL_SLOTS and _mostly_dead():
         # mostly dead slots: the next operation compacts (here, indices may still be in use),
         # so that backward()'s downward pass does not wade through them
         _want_compact = True

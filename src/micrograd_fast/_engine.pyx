@@ -315,11 +315,7 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
         _hold(i, held)
         return 0
     n = (nodes[i].a != 0) + (nodes[i].b != 0)
-    ext = <mgf_ext*>PyMem_Malloc(MGF_EXT_SIZE(n))
-    if ext == NULL:
-        raise MemoryError()
-    ext.fn = NULL
-    ext.held = NULL
+    ext = _alloc_ext(n)
     ext.child[0] = nodes[i].a  # the edges (and their nref) move into the block
     if n == 2:
         ext.child[1] = nodes[i].b
@@ -741,14 +737,9 @@ def layer(neurons, x, neuron_type):
         w = PyDict_GetItemWithError(d, "w")
         b = PyDict_GetItemWithError(d, "b")
         nonlin = PyDict_GetItemWithError(d, "nonlin")
-        if w == NULL or b == NULL or nonlin == NULL:
-            act = _dot(n.w, x, n.b)
-            if n.nonlin:
-                act = _own(_fresh(), _unary(<Value>act, OP_RELU))
-        else:
-            act = _dot(<object>w, x, <object>b)
-            if <object>nonlin:
-                act = _own(_fresh(), _unary(<Value>act, OP_RELU))
+        act = _dot(<object>w if w != NULL else n.w, x, <object>b if b != NULL else n.b)
+        if (<object>nonlin if nonlin != NULL else n.nonlin):
+            act = _own(_fresh(), _unary(<Value>act, OP_RELU))
         out.append(act)
     return out
 
@@ -771,11 +762,7 @@ cdef object _dot(object ws, object xs, object bias):
     n = min(len(wseq), len(xseq))
     wv = PySequence_Fast_ITEMS(wseq)
     xv = PySequence_Fast_ITEMS(xseq)
-    ext = <mgf_ext*>PyMem_Malloc(MGF_EXT_SIZE(2 * n + 1))
-    if ext == NULL:
-        raise MemoryError()
-    ext.fn = NULL
-    ext.held = NULL
+    ext = _alloc_ext(2 * n + 1)
     b = (<Value>bias)._i
     ext.child[0] = <int32_t>b
     acc = nodes[b].data
@@ -794,10 +781,7 @@ cdef object _dot(object ws, object xs, object bias):
         acc = acc + nodes[w].data * nodes[x].data
     else:
         nodes[b].nref += 1
-        i = _new_node(OP_DOT, acc, 0, 0)  # room was reserved: nothing here can fail
-        nodes[i].u.ext = ext
-        nodes[i].a = <int32_t>(2 * n + 1)
-        return _own(out, i)
+        return _own(out, _ext_node(OP_DOT, acc, ext, 2 * n + 1))
     # not all Values (numbers among them), or one without a node: undo the pairs done
     for j in range(k):
         nodes[ext.child[1 + j]].nref -= 1

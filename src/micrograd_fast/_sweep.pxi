@@ -288,6 +288,7 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
     topo_fallbacks += 1
     _next_epoch()
     e2 = epoch
+    nodes[0].mark = e2
     cnt = 0
     try:
         for t in range(out):
