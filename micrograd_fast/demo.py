@@ -182,7 +182,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     X, y = make_moons(n_samples=args.samples, seed=args.seed)
     random.seed(args.seed)
     model = nn.MLP(2, [16, 16, 1])
-    backend = f" ({_backend_name()})" if args.engine == "fast" else ""
+    if args.engine == "fast":
+        from .engine import BACKEND
+
+        backend = f" ({BACKEND})"
+    else:
+        backend = ""
     print(f"engine {args.engine}{backend}: MLP(2, [16, 16, 1]) with {len(model.parameters())} "
           f"parameters, {len(X)} points, {args.steps} steps")
     start = time.perf_counter()
@@ -197,9 +202,3 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         plot(args.plot, model, X, y, Value, history)
         print(f"plot saved to {args.plot}")
     return 0
-
-
-def _backend_name() -> str:
-    from . import engine
-
-    return engine.BACKEND

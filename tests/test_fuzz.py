@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 import micrograd_fast.reference as R
+from micrograd_fast.benchmark import frozen_heap
 
 EXAMPLES = int(os.environ.get("MGF_FUZZ_EXAMPLES", "0")) or None
 FUZZ = settings(
@@ -47,12 +48,8 @@ COUNTS = {"programs": 0, "instructions": 0, "backward": 0, "raised": 0}
 def _report_counts(request):
     # the programs call gc.collect() often; frozen, the session's existing objects (pytest,
     # hypothesis, ...) are not traversed again each time, which makes a collection ~100x cheaper
-    gc.collect()
-    gc.freeze()
-    try:
+    with frozen_heap():
         yield
-    finally:
-        gc.unfreeze()
     capman = request.config.pluginmanager.getplugin("capturemanager")
     line = ("\n[fuzz] programs run: {programs}, instructions: {instructions}, "
             "backward() calls: {backward}, exceptions compared: {raised}").format(**COUNTS)
