@@ -1,0 +1,75 @@
+# ---- introspection and the arena consistency check (tests) ------------------------------------
+
+
+def arena_stats():
+    """Statistics of the node arena: live nodes, capacity, high-water mark, memory."""
+    node_bytes = sizeof(mgf_node) + sizeof(PyObject*)  # record + facade pointer
+    return {
+        "live": live,
+        "capacity": cap,
+        "high_water": top - 1,
+        "dead_slots": top - 1 - live,  # reclaimed by the next compaction
+        "node_size": sizeof(mgf_node),
+        "compactions": compactions,
+        "topo_fallbacks": topo_fallbacks,
+        "bytes_per_node": node_bytes,
+        "bytes": cap * node_bytes,
+    }
+
+
+
+
+def _check_arena():
+    """Raise AssertionError if the arena breaks an invariant (tests call it after each test):
+    live nodes have valid ops and child blocks, children sit below their parents, each nref is
+    the number of parent edges plus the live facade, and dead slots are cleared."""
+    cdef Py_ssize_t i, k, c, m, count = 0
+    cdef uint32_t* refs = <uint32_t*>PyMem_RawCalloc(<size_t>cap + 1, sizeof(uint32_t))
+    cdef uint32_t* helds = <uint32_t*>PyMem_RawCalloc(<size_t>cap + 1, sizeof(uint32_t))
+    cdef int32_t* kids
+    if refs == NULL or helds == NULL:
+        PyMem_RawFree(refs)
+        PyMem_RawFree(helds)
+        raise MemoryError()
+    try:
+        for i in range(1, top):
+            if nodes[i].nref == 0:
+                if nodes[i].op != OP_LEAF or nodes[i].a or nodes[i].b or facades[i] != NULL:
+                    raise AssertionError(f"dead slot {i} not cleared")
+                continue
+            count += 1
+            if nodes[i].op > OP_PY:
+                raise AssertionError(f"node {i}: bad op {nodes[i].op}")
+            if _is_ext(nodes[i].op):
+                if nodes[i].u.ext == NULL:
+                    raise AssertionError(f"node {i}: n-ary op without children block")
+                kids, m = nodes[i].u.ext.child, nodes[i].a
+            else:
+                kids, m = NULL, 0
+                for c in (nodes[i].a, nodes[i].b):
+                    if c:
+                        if not 0 < c < i or nodes[c].nref == 0:
+                            raise AssertionError(f"node {i}: bad child {c}")
+                        refs[c] += 1
+            for k in range(m):
+                c = kids[k]
+                if not 0 < c < i or nodes[c].nref == 0:
+                    raise AssertionError(f"node {i}: bad child {c}")
+                refs[c] += 1
+                if nodes[i].op == OP_PY and nodes[i].u.ext.held != NULL:
+                    helds[c] += 1
+            if facades[i] != NULL:
+                refs[i] += 1
+                if (<Value>facades[i])._i != i:
+                    raise AssertionError(f"node {i}: its facade points at {(<Value>facades[i])._i}")
+        for i in range(1, top):
+            if nodes[i].nref and refs[i] != nodes[i].nref:
+                raise AssertionError(f"node {i}: nref {nodes[i].nref}, counted {refs[i]}")
+            if nodes[i].nref and (nodes[i].flags >> 4) != HELD_MAX and (nodes[i].flags >> 4) != helds[i]:
+                raise AssertionError(f"node {i}: held {nodes[i].flags >> 4}, counted {helds[i]}")
+        if count != live:
+            raise AssertionError(f"live is {live}, counted {count}")
+    finally:
+        PyMem_RawFree(refs)
+        PyMem_RawFree(helds)
+    return count

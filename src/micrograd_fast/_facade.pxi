@@ -1,0 +1,254 @@
+# ---- the facade's life cycle and GC support ----------------------------------------------------
+#
+# Owns: how a Value object is made (freelist), bound to its node (_own / _facade), kept alive by
+# its node when it is more than a handle (_keep: subclass instances, extra attributes), and how
+# it dies (_value_dealloc). Invariants: a node's `facades[i]` is its live Value or NULL, and each
+# live facade counts one in its node's nref; a Value is tracked by the cyclic GC only once it can
+# be part of a cycle (an instance dict, a Python backward callable); a deallocator that may run
+# Python code saves and restores a pending exception.
+
+
+cdef int _uninitialised() except -1:
+    raise AttributeError("this Value has no node: Value.__init__ was not called")
+
+
+cdef enum:
+    FREELIST_SIZE = 8192
+
+cdef PyObject* _free_facades[FREELIST_SIZE]  # dead Values kept for reuse (untracked, zeroed)
+cdef int _n_free = 0
+cdef _TypeSlots* _value_type = NULL
+cdef Py_ssize_t _anchor_offset = 0  # where Value._gc_anchor sits in the object
+
+
+cdef inline Value _fresh():
+    """A new facade not yet bound to a node (made first, so a failure cannot orphan a node)."""
+    global _n_free
+    cdef PyObject* o
+    cdef Value v
+    if _n_free:
+        _n_free -= 1
+        o = _free_facades[_n_free]
+        mgf_revive(o, _value_type)
+        return mgf_take(o)
+    v = Value.__new__(Value)
+    _drop_anchor(v)
+    PyObject_GC_UnTrack(<PyObject*>v)  # tracked only once it can be part of a cycle: _track()
+    return v
+
+
+cdef inline void _drop_anchor(Value v) noexcept:
+    # Cython's tp_new sets the unused _gc_anchor field to None; NULL keeps deallocation cheap
+    cdef PyObject** anchor = <PyObject**>(<char*><PyObject*>v + _anchor_offset)
+    Py_XDECREF(anchor[0])
+    anchor[0] = NULL
+
+
+cdef inline Value _own(Value v, Py_ssize_t i):
+    """Bind facade v to node i."""
+    nodes[i].nref += 1
+    facades[i] = <PyObject*>v
+    v._i = i
+    return v
+
+
+cdef Value _facade(Py_ssize_t i):
+    """Node i's live facade, or a new one registered in the node (so identity is stable)."""
+    if facades[i] != NULL:
+        return <Value>facades[i]
+    return _own(_fresh(), i)
+
+
+cdef inline void _track(Value v) noexcept:
+    if not PyObject_GC_IsTracked(<PyObject*>v):
+        PyObject_GC_Track(<PyObject*>v)
+
+
+cdef void _keep(Value v) noexcept:
+    """Let v's node hold a reference to v, so the object lives as long as its node does.
+
+    A plain Value is only a handle: when it dies and its node lives on (inside a graph), _prev
+    makes an equal new one. An instance of a subclass, or one carrying extra attributes
+    (p.m = 0.0), is more than a handle -- micrograd's graph keeps that very object -- so such a
+    facade is kept by its node. The cycle (facade -> node -> facade) is reported to the GC by
+    the facade itself while it is the node's only owner (_value_traverse), and broken by
+    _value_clear, so it is collected once nothing else needs it."""
+    cdef Py_ssize_t i = v._i
+    if i and not (nodes[i].flags & FLAG_KEEP):
+        Py_INCREF(v)
+        nodes[i].flags |= FLAG_KEEP
+        _track(v)
+
+
+cdef void _unkeep(Value v) noexcept:
+    """Undo _keep (the caller holds its own reference to v)."""
+    cdef Py_ssize_t i = v._i
+    if i and nodes[i].flags & FLAG_KEEP:
+        nodes[i].flags &= ~FLAG_KEEP
+        Py_DECREF(v)
+
+
+cdef inline Py_ssize_t _index(Value v) except 0:
+    if v._i == 0:
+        _uninitialised()
+    return v._i
+
+cdef tuple _child_values(Py_ssize_t i):
+    """Node i's children as Values, in order (made where their facades are gone)."""
+    global pinned
+    cdef list out = []
+    cdef Py_ssize_t k
+    pinned += 1  # making facades may run Python code (a GC pass): keep indices still
+    try:
+        if _is_ext(nodes[i].op):
+            for k in range(nodes[i].a):
+                out.append(_facade(nodes[i].u.ext.child[k]))
+        else:
+            if nodes[i].a:
+                out.append(_facade(nodes[i].a))
+            if nodes[i].b:
+                out.append(_facade(nodes[i].b))
+    finally:
+        pinned -= 1
+    return tuple(out)
+
+
+cdef void _hold(Py_ssize_t i, tuple values) noexcept:
+    """Let the Python-backward node i hold its children's Values, as micrograd's _prev does.
+
+    A user's backward callable usually refers to them (the lecture's closures do) and often to
+    the node's own Value, making reference cycles the GC must be able to see whole. A Value may
+    report what its node holds only while nothing but itself keeps the node alive; holding the
+    children's Values makes a parent that is a Python-backward node such a keeper only while it
+    keeps the Value alive too, so it need not count (HELD_* in the flags; _sole_owner). Then a
+    chain of hand-built nodes is garbage for the GC all at once, not one level per collection.
+    """
+    cdef mgf_ext* ext = nodes[i].u.ext
+    cdef Py_ssize_t k, c
+    if ext.held != NULL:
+        return
+    Py_INCREF(values)
+    ext.held = <PyObject*>values
+    for k in range(nodes[i].a):
+        c = ext.child[k]
+        if (nodes[c].flags >> 4) != HELD_MAX:
+            nodes[c].flags += HELD_ONE
+
+
+cdef inline bint _sole_owner(Py_ssize_t i) noexcept:
+    """Whether node i is kept alive by its facade alone (its parents that count, see _hold,
+    only keep it through that facade): then the facade may report the node's references."""
+    cdef unsigned int held = nodes[i].flags >> 4
+    return held != HELD_MAX and nodes[i].nref == 1 + held
+
+
+# ---- GC support: Values are GC-capable but untracked until they can be part of a cycle -------
+#
+# A plain Value refers to no Python object, so the cyclic GC never needs to see it: creating one
+# costs no GC bookkeeping. Two things can make a cycle -- an instance __dict__ (p.parent = p) and
+# a Python backward callable (the lecture's closures capture `out`) -- and both track the Value.
+# The callable is owned by the node, not the facade; the facade reports it to the GC only while
+# it is the node's sole owner (nref == 1), i.e. while no other node could still need it.
+
+cdef int _value_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
+    cdef PyObject* d = (<Value>o)._dict
+    cdef Py_ssize_t i = (<Value>o)._i
+    cdef int e
+    if d != NULL:
+        e = visit(d, arg)
+        if e:
+            return e
+    if i and _sole_owner(i):  # the node's references are this facade's alone
+        if nodes[i].op == OP_PY:
+            if nodes[i].u.ext.fn != NULL:
+                e = visit(nodes[i].u.ext.fn, arg)
+                if e:
+                    return e
+            if nodes[i].u.ext.held != NULL:
+                e = visit(nodes[i].u.ext.held, arg)
+                if e:
+                    return e
+        if nodes[i].flags & FLAG_KEEP:
+            return visit(o, arg)
+    return 0
+
+
+cdef int _value_clear(PyObject* o) noexcept:
+    cdef PyObject* d = (<Value>o)._dict
+    cdef Py_ssize_t i = (<Value>o)._i
+    cdef PyObject* fn
+    (<Value>o)._dict = NULL
+    Py_XDECREF(d)
+    if i and _sole_owner(i):
+        # the callable is what closes the cycles; the held Values stay until the node goes
+        if nodes[i].op == OP_PY:
+            fn = nodes[i].u.ext.fn
+            nodes[i].u.ext.fn = NULL
+            Py_XDECREF(fn)
+        _unkeep(<Value>o)  # the GC holds a reference of its own meanwhile
+    return 0
+
+
+cdef int _value_setattro(PyObject* o, PyObject* name, PyObject* value) noexcept:
+    cdef int r = PyObject_GenericSetAttr(o, name, value)
+    if r == 0 and (<Value>o)._dict != NULL:
+        _keep(<Value>o)  # tracks it too
+        if not PyObject_GC_IsTracked(o):
+            PyObject_GC_Track(o)
+    return r
+
+
+cdef void _value_dealloc(PyObject* o) noexcept:
+    """Value's deallocator: drop the node reference; recycle the object on the freelist.
+
+    The common case -- a facade whose node lives on in its parent -- runs no Python code and so
+    needs no saving of a pending exception; anything that may run Python code (an instance
+    dict, freeing nodes that own callables) saves and restores it around."""
+    global _n_free
+    cdef Py_ssize_t i = (<Value>o)._i
+    cdef PyObject* d = (<Value>o)._dict
+    cdef PyObject** anchor = <PyObject**>(<char*>o + _anchor_offset)
+    cdef PyObject* etype
+    cdef PyObject* evalue
+    cdef PyObject* etb
+    if PyObject_GC_IsTracked(o):
+        PyObject_GC_UnTrack(o)
+    if (<PyObject**>(<char*>o + _value_type.tp_weaklistoffset))[0] != NULL:
+        PyObject_ClearWeakRefs(o)
+    (<Value>o)._i = 0
+    if d == NULL and anchor[0] == NULL and i and nodes[i].nref > 1:
+        facades[i] = NULL
+        nodes[i].nref -= 1
+    else:
+        PyErr_Fetch(&etype, &evalue, &etb)
+        (<Value>o)._dict = NULL
+        Py_XDECREF(d)
+        Py_XDECREF(anchor[0])
+        anchor[0] = NULL
+        if i:
+            facades[i] = NULL
+            _release_noexcept(i)
+        PyErr_Restore(etype, evalue, etb)
+    if <_TypeSlots*>Py_TYPE(o) == _value_type and _n_free < FREELIST_SIZE:
+        _free_facades[_n_free] = o
+        _n_free += 1
+    else:
+        (<_TypeSlots*>Py_TYPE(o)).tp_free(o)
+
+
+cdef void _patch_value_type() except *:
+    # extra attributes go into a lazily made instance dict (generic getattr/setattr find it
+    # through tp_dictoffset): a declared `__dict__` field would cost a dict per Value
+    global _value_type, _anchor_offset
+    cdef Value probe = Value.__new__(Value)
+    cdef _TypeSlots* t = <_TypeSlots*><PyObject*>Value
+    _value_type = t
+    _anchor_offset = MGF_ANCHOR_OFFSET
+    if (<PyObject**>(<char*><PyObject*>probe + _anchor_offset))[0] != <PyObject*>None:
+        raise ImportError("micrograd_fast: unexpected Value layout")
+    t.tp_dictoffset = <char*>&probe._dict - <char*><PyObject*>probe
+    t.tp_dealloc = _value_dealloc
+    t.tp_traverse = _value_traverse
+    t.tp_clear = _value_clear
+    t.tp_setattro = _value_setattro
+    PyType_Modified(t)

@@ -1,0 +1,52 @@
+# ---- numbers: Python objects to doubles, and math errors as Python floats raise them ---------
+#
+# Owns: what counts as a real number (anything float() accepts, but not str/bytes), and the
+# exception each math failure raises (the type and message reference.py's would have). Every
+# operator converts its operands here *before* it reads a node index, because float() may run
+# Python code (a GC pass, a __float__) that moves nodes.
+
+
+cdef int _as_double_slow(object o, double* out) except -1:
+    if isinstance(o, (str, bytes, bytearray)):
+        return 0
+    try:
+        out[0] = float(o)
+    except TypeError:
+        return 0
+    return 1
+
+
+cdef inline int _as_double(object o, double* out) except -1:
+    """1 and out = float(o) for a real number; 0 for anything else (operators: NotImplemented)."""
+    if PyFloat_CheckExact(o):
+        out[0] = PyFloat_AS_DOUBLE(o)
+        return 1
+    if PyLong_CheckExact(o):
+        out[0] = PyLong_AsDouble(o)  # OverflowError for huge ints, as float + int
+        return 1
+    return _as_double_slow(o, out)
+
+
+cdef double _real(object o, str what) except? -1.0:
+    cdef double x
+    if not _as_double(o, &x):
+        raise TypeError(f"Value {what} must be a real number, not {type(o).__name__!r}")
+    return x
+
+
+cdef int _math_error(int err, str msg) except -1:
+    if err == F_ZERO_DIV:
+        raise ZeroDivisionError("0.0 cannot be raised to a negative power")
+    if err == F_DOMAIN:
+        raise ValueError(msg)
+    raise OverflowError(34, "Numerical result out of range") if msg is None else OverflowError(msg)
+
+
+cdef double _power(double x, double k) except? -1.0:
+    cdef double r = 0.0
+    cdef int err = py_pow(x, k, &r)
+    if err:
+        # as float's **: ValueError for a complex result, OverflowError(34, ...) for a range
+        _math_error(err, "negative number cannot be raised to a fractional power"
+                    if err == F_DOMAIN else None)
+    return r

@@ -1,0 +1,429 @@
+# ---- Value and its operators ---------------------------------------------------------------------
+#
+# Owns: each operator's forward value and the node it records (its backward is in _sweep.pxi,
+# _backprop_node, under the same op code). Invariants: an operator converts its operands and
+# makes its facade before reserving slots (either may run Python code), reserves every slot it
+# needs before reading any index (_reserve_slots may compact), and makes its nodes only once
+# nothing can fail any more -- so an exception never leaves an orphan node. Graph shapes are
+# micrograd's: the derived operators add facade-less nodes (a - b is a + b*-1).
+
+
+cdef object _binary(Value self, object other, unsigned int op):
+    """self + other or self * other: one node, one facade (plus a leaf for a number)."""
+    cdef Py_ssize_t a, b
+    cdef double c = 0.0
+    cdef bint number = not isinstance(other, Value)
+    if number and not _as_double(other, &c):  # may run Python code: before reading indices
+        return NotImplemented
+    cdef Value out = _fresh()
+    _reserve_slots(2)
+    a = _index(self)
+    b = _new_node(OP_LEAF, c, 0, 0) if number else _index(<Value>other)
+    if op == OP_ADD:
+        return _own(out, _new_node(OP_ADD, nodes[a].data + nodes[b].data, a, b))
+    return _own(out, _new_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
+
+
+cdef Py_ssize_t _times_minus_one(Py_ssize_t a) except -1:
+    """The facade-less node a * -1 (micrograd's -a)."""
+    cdef Py_ssize_t c = _new_node(OP_LEAF, -1.0, 0, 0)
+    return _new_node(OP_MUL, nodes[a].data * -1.0, a, c)
+
+
+cdef Py_ssize_t _inverse(Py_ssize_t a) except -1:
+    """The facade-less node a ** -1 (micrograd's division)."""
+    cdef Py_ssize_t i = _new_node(OP_POWK, _power(nodes[a].data, -1.0), a, 0)
+    nodes[i].u.k = -1.0
+    nodes[i].flags = FLAG_INT_K
+    return i
+
+
+cdef Py_ssize_t _unary(Value self, unsigned int op) except -1:
+    _reserve_slots(1)
+    cdef Py_ssize_t a = _index(self)
+    cdef double x = nodes[a].data, y = 0.0
+    cdef int err = 0
+    if op == OP_RELU:
+        y = 0.0 if x < 0 else x
+    elif op == OP_TANH:
+        y = tanh(x)
+    elif op == OP_EXP:
+        err = py_exp(x, &y)
+    elif op == OP_LOG:
+        err = py_log(x, &y)
+    else:
+        y = py_sigmoid(x)
+    if err:
+        _math_error(err, "math range error" if op == OP_EXP else "math domain error")
+    return _new_node(op, y, a, 0)
+
+
+cdef Py_ssize_t _fused(unsigned int op, double data, list children) except -1:
+    """An n-ary node over the given child indices."""
+    cdef Py_ssize_t n = len(children), k, c
+    cdef Py_ssize_t i = _new_ext_node(op, data, n)
+    cdef mgf_ext* ext = nodes[i].u.ext
+    for k in range(n):
+        c = children[k]
+        ext.child[k] = <int32_t>c
+        nodes[c].nref += 1
+    return i
+
+
+cdef str _opname(Py_ssize_t i):
+    cdef unsigned int op = nodes[i].op
+    if nodes[i].flags & FLAG_OPNAME:
+        return _opnames[nodes[i].seq]
+    if op == OP_ADD:
+        return '+'
+    if op == OP_MUL:
+        return '*'
+    if op == OP_POWK:
+        if nodes[i].flags & FLAG_INT_K:
+            return f"**{int(nodes[i].u.k)}"
+        return f"**{nodes[i].u.k!r}"
+    return ('', '+', '*', '', 'ReLU', 'tanh', 'exp', 'log', 'sigmoid', '**', 'dot', 'sum', '')[op]
+
+
+cdef int _make_python_op(Py_ssize_t i) except -1:
+    """Turn node i into an OP_PY node (its backward becomes a Python callable), keeping its
+    children, its name and its numbers."""
+    cdef unsigned int op = nodes[i].op
+    cdef tuple held
+    cdef str name
+    cdef mgf_ext* ext
+    cdef Py_ssize_t n
+    if op == OP_PY:
+        return 0
+    name = _opname(i)
+    if not (nodes[i].flags & FLAG_OPNAME) and name:
+        _opnames[nodes[i].seq] = name
+        nodes[i].flags |= FLAG_OPNAME
+    held = _child_values(i)
+    if _is_ext(op):
+        nodes[i].op = OP_PY
+        _hold(i, held)
+        return 0
+    n = (nodes[i].a != 0) + (nodes[i].b != 0)
+    ext = _alloc_ext(n)
+    ext.child[0] = nodes[i].a  # the edges (and their nref) move into the block
+    if n == 2:
+        ext.child[1] = nodes[i].b
+    nodes[i].u.ext = ext
+    nodes[i].a = <int32_t>n
+    nodes[i].b = 0
+    nodes[i].op = OP_PY
+    _hold(i, held)
+    return 0
+
+
+
+cdef class Value:
+    """A scalar that remembers how it was made, so that backward() can find its gradient.
+
+    Value(data, _children=(), _op='', label='') as in micrograd and its lecture. The number and
+    its graph live in the compiled node arena; this object holds only its node's index.
+    """
+    cdef Py_ssize_t _i          # arena slot of this Value's node (0: none, __init__ not run)
+    cdef PyObject* _dict        # instance __dict__, made by the first extra attribute (p.m = 0.0)
+    cdef object __weakref__
+    cdef object _gc_anchor      # unused; an object field makes the type GC-capable (see _track)
+
+    def __init__(self, data, _children=(), _op='', label=''):
+        cdef double x = _real(data, "data")
+        cdef list values
+        cdef list children = []
+        cdef Py_ssize_t i, old
+        cdef tuple held
+        if (type(_children) is tuple and not _children and self._i == 0 and type(self) is Value
+                and type(_op) is str and not _op and type(label) is str and not label):
+            # the common case, Value(x): a leaf and nothing else
+            _drop_anchor(self)
+            PyObject_GC_UnTrack(<PyObject*>self)
+            _reserve_slots(1)
+            _own(self, _new_node(OP_LEAF, x, 0, 0))
+            return
+        values = list(_children)
+        held = tuple(values)  # made before any node: it may run a GC pass
+        for child in values:
+            if not isinstance(child, Value):
+                raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
+        old = self._i
+        if old == 0:
+            _drop_anchor(self)
+            PyObject_GC_UnTrack(<PyObject*>self)
+        _reserve_slots(1)
+        for child in values:
+            children.append(_index(<Value>child))
+        if children:  # hand-built node (lecture style): its backward is whatever is assigned
+            i = _fused(OP_PY, x, children)
+            _hold(i, held)
+        else:
+            i = _new_node(OP_LEAF, x, 0, 0)
+        if not (type(_op) is str and not _op):
+            _opnames[nodes[i].seq] = _op
+            nodes[i].flags |= FLAG_OPNAME
+        if not (type(label) is str and not label):
+            _labels[nodes[i].seq] = label
+            nodes[i].flags |= FLAG_LABEL
+        old = self._i
+        if old:  # __init__ called again: rebind
+            _unkeep(self)
+            self._i = 0
+            facades[old] = NULL
+            _own(self, i)
+            _release(old)
+        else:
+            _own(self, i)
+        if type(self) is not Value or self._dict != NULL:
+            _keep(self)
+
+    # ---- the numbers ----
+    @property
+    def data(self):
+        return nodes[_index(self)].data
+
+    @data.setter
+    def data(self, value):
+        nodes[_index(self)].data = _real(value, "data")
+
+    @property
+    def grad(self):
+        return nodes[_index(self)].grad
+
+    @grad.setter
+    def grad(self, value):
+        nodes[_index(self)].grad = _real(value, "grad")
+
+    @property
+    def label(self):
+        cdef Py_ssize_t i = _index(self)
+        return _labels[nodes[i].seq] if nodes[i].flags & FLAG_LABEL else ''
+
+    @label.setter
+    def label(self, value):
+        cdef Py_ssize_t i = _index(self)
+        _labels[nodes[i].seq] = value
+        nodes[i].flags |= FLAG_LABEL
+
+    # ---- the graph ----
+    @property
+    def _op(self):
+        return _opname(_index(self))
+
+    @_op.setter
+    def _op(self, value):
+        cdef Py_ssize_t i = _index(self)
+        _opnames[nodes[i].seq] = value
+        nodes[i].flags |= FLAG_OPNAME
+
+    @property
+    def _prev(self):
+        """The children, as a set of Values (made on demand for nodes whose facade is gone)."""
+        return set(_child_values(_index(self)))
+
+    @property
+    def _backward(self):
+        """This node's local backward: adds its contribution to its children's grads."""
+        cdef Py_ssize_t i = _index(self)
+        if nodes[i].op == OP_PY and nodes[i].u.ext.fn != NULL:
+            return <object>nodes[i].u.ext.fn
+        return self._local_backward
+
+    @_backward.setter
+    def _backward(self, fn):
+        cdef Py_ssize_t i = _index(self)
+        cdef PyObject* old
+        if not callable(fn):
+            raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
+        _make_python_op(i)
+        old = nodes[i].u.ext.fn
+        Py_INCREF(fn)
+        nodes[i].u.ext.fn = <PyObject*>fn
+        _track(self)  # fn may refer back to this Value (the lecture's closures do)
+        Py_XDECREF(old)
+
+    def _local_backward(self):
+        _backprop_node(_index(self))
+
+    @property
+    def __dict__(self):
+        if self._dict == NULL:
+            self._dict = PyDict_New()
+            _track(self)
+            _keep(self)
+        return <object>self._dict
+
+    # ---- the operators micrograd has ----
+    def __add__(self, other):
+        return _binary(self, other, OP_ADD)
+
+    def __radd__(self, other):  # other + self
+        if type(self) is not Value:  # a subclass may override + (see _derived)
+            return self + other
+        return _binary(self, other, OP_ADD)
+
+    def __mul__(self, other):
+        return _binary(self, other, OP_MUL)
+
+    def __rmul__(self, other):  # other * self
+        if type(self) is not Value:
+            return self * other
+        return _binary(self, other, OP_MUL)
+
+    def __pow__(self, other, mod):
+        cdef Py_ssize_t a, i
+        cdef double k
+        cdef Value out
+        if mod is not None:
+            return NotImplemented
+        if isinstance(other, Value):  # beyond micrograd: a Value exponent
+            out = _fresh()
+            _reserve_slots(1)
+            a = _index(self)
+            i = _index(<Value>other)
+            return _own(out, _new_node(OP_POW, _power(nodes[a].data, nodes[i].data), a, i))
+        if not _as_double(other, &k):
+            return NotImplemented
+        out = _fresh()
+        _reserve_slots(1)
+        a = _index(self)
+        i = _new_node(OP_POWK, _power(nodes[a].data, k), a, 0)
+        nodes[i].u.k = k
+        if PyLong_Check(other) or (not PyFloat_Check(other) and PyIndex_Check(other)):
+            nodes[i].flags = FLAG_INT_K
+        return _own(out, i)
+
+    def __rpow__(self, other, mod):  # other ** self
+        cdef Py_ssize_t a, c
+        cdef double x, y
+        if mod is not None or not _as_double(other, &x):
+            return NotImplemented
+        out = _fresh()
+        _reserve_slots(2)
+        a = _index(self)
+        y = _power(x, nodes[a].data)  # may raise: before any node is made, so none is orphaned
+        c = _new_node(OP_LEAF, x, 0, 0)
+        return _own(out, _new_node(OP_POW, y, c, a))
+
+    def relu(self):
+        out = _fresh()
+        return _own(out, _unary(self, OP_RELU))
+
+    def tanh(self):
+        out = _fresh()
+        return _own(out, _unary(self, OP_TANH))
+
+    def exp(self):
+        out = _fresh()
+        return _own(out, _unary(self, OP_EXP))
+
+    def log(self):
+        out = _fresh()
+        return _own(out, _unary(self, OP_LOG))
+
+    def sigmoid(self):
+        out = _fresh()
+        return _own(out, _unary(self, OP_SIGMOID))
+
+    # ---- derived operators: micrograd's graph shapes, extra nodes without facades ----
+    #
+    # micrograd writes these in terms of + and *, so a subclass that overrides __add__ or
+    # __mul__ sees them too: for subclass instances they go through the Python operators (the
+    # same nodes and numbers, only slower); for Value itself, straight to the arena.
+
+    def __neg__(self):  # -self = self * -1
+        if type(self) is not Value:
+            return self * -1
+        out = _fresh()
+        _reserve_slots(2)
+        return _own(out, _times_minus_one(_index(self)))
+
+    def __sub__(self, other):  # self - other = self + (-other)
+        cdef Py_ssize_t a, b
+        cdef double x = 0.0
+        cdef bint number = not isinstance(other, Value)
+        if type(self) is not Value:
+            if number and not _as_double(other, &x):
+                return NotImplemented
+            return self + (-other)
+        if number:
+            if PyFloat_CheckExact(other):
+                x = -PyFloat_AS_DOUBLE(other)
+            elif PyLong_CheckExact(other):
+                x = -PyLong_AsDouble(other) if other else 0.0  # -0 is the int 0, not -0.0
+            elif not _as_double(other, &x):
+                return NotImplemented
+            else:
+                _as_double(-other, &x)  # negate as the number's own type does
+        cdef Value out = _fresh()
+        _reserve_slots(3)
+        a = _index(self)
+        b = _new_node(OP_LEAF, x, 0, 0) if number else _times_minus_one(_index(<Value>other))
+        return _own(out, _new_node(OP_ADD, nodes[a].data + nodes[b].data, a, b))
+
+    def __rsub__(self, other):  # other - self = (-self) + other
+        cdef Py_ssize_t n, c
+        cdef double x
+        if not _as_double(other, &x):
+            return NotImplemented
+        if type(self) is not Value:
+            return other + (-self)
+        out = _fresh()
+        _reserve_slots(3)
+        n = _times_minus_one(_index(self))
+        c = _new_node(OP_LEAF, x, 0, 0)
+        return _own(out, _new_node(OP_ADD, nodes[n].data + x, n, c))
+
+    def __truediv__(self, other):  # self / other = self * other**-1
+        cdef Py_ssize_t a, b
+        cdef double x = 0.0
+        cdef bint number = not isinstance(other, Value)
+        if number:
+            if not _as_double(other, &x):
+                return NotImplemented
+            x = _power(x, -1.0)  # other**-1 on the plain number
+        if type(self) is not Value:
+            return self * (x if number else other**-1)
+        cdef Value out = _fresh()
+        _reserve_slots(2)
+        a = _index(self)
+        b = _new_node(OP_LEAF, x, 0, 0) if number else _inverse(_index(<Value>other))
+        return _own(out, _new_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
+
+    def __rtruediv__(self, other):  # other / self = self**-1 * other
+        cdef Py_ssize_t p, c
+        cdef double x
+        if not _as_double(other, &x):
+            return NotImplemented
+        if type(self) is not Value:
+            return other * self**-1
+        out = _fresh()
+        _reserve_slots(3)
+        p = _inverse(_index(self))
+        c = _new_node(OP_LEAF, x, 0, 0)
+        return _own(out, _new_node(OP_MUL, nodes[p].data * x, p, c))
+
+    def backward(self):
+        """Back-propagate from this Value: its grad becomes 1, every node it depends on
+        accumulates (+=) its gradient, in one C loop."""
+        _backward_from(_index(self))
+
+    def __repr__(self):
+        cdef Py_ssize_t i = _index(self)
+        return f"Value(data={nodes[i].data!r}, grad={nodes[i].grad!r})"
+
+    def __reduce__(self):
+        # copy/pickle a Value as a leaf with the same numbers, label and extra attributes
+        state = dict(<object>self._dict) if self._dict != NULL else None
+        return _rebuild, (type(self), self.data, self.grad, self.label, state)
+
+
+def _rebuild(cls, data, grad, label, state):
+    cdef Value v = cls.__new__(cls)
+    Value.__init__(v, data, label=label)
+    v.grad = grad
+    if state:
+        for key, value in state.items():
+            setattr(v, key, value)
+    return v
