@@ -32,9 +32,9 @@ BACKEND: Literal["cython", "python"]  # which engine is active
 if TYPE_CHECKING:
     # type checkers see the compiled engine's API (micrograd_fast/_engine.pyi); the reference
     # engine has the same one
-    from ._engine import Value, dot, layer, sum_values
+    from ._engine import Value, dot, layer, neuron_parameters, sum_values, zero_grads
 elif os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
-    from .reference import Value, dot, layer, sum_values
+    from .reference import Value, dot, layer, neuron_parameters, sum_values, zero_grads
 
     BACKEND = "python"
 else:
@@ -46,8 +46,9 @@ else:
             f"{exc}. Install the package with `pip install .` (it compiles the extension), or set "
             "MICROGRAD_FAST_PURE_PYTHON=1 to use the pure-Python reference engine."
         ) from exc
-    Value, dot, layer, sum_values = (
-        _compiled.Value, _compiled.dot, _compiled.layer, _compiled.sum_values)
+    Value, dot, layer, neuron_parameters, sum_values, zero_grads = (
+        _compiled.Value, _compiled.dot, _compiled.layer, _compiled.neuron_parameters,
+        _compiled.sum_values, _compiled.zero_grads)
     BACKEND = "cython"
 
-__all__ = ["BACKEND", "Value", "dot", "layer", "sum_values"]
+__all__ = ["BACKEND", "Value", "dot", "layer", "neuron_parameters", "sum_values", "zero_grads"]

@@ -18,8 +18,7 @@ if TYPE_CHECKING:
 class Module:
 
     def zero_grad(self) -> None:
-        for p in self.parameters():
-            p.grad = 0
+        _engine.zero_grads(self.parameters())  # one C loop (honours an overridden parameters())
 
     def parameters(self) -> list[Value]:
         return []
@@ -46,6 +45,7 @@ class Neuron(Module):
 
 
 _neuron_call = Neuron.__call__
+_neuron_parameters = Neuron.parameters
 
 
 class Layer(Module):
@@ -63,6 +63,8 @@ class Layer(Module):
         return out[0] if len(out) == 1 else out
 
     def parameters(self) -> list[Value]:
+        if Neuron.parameters is _neuron_parameters:  # the engine reads plain Neurons itself
+            return _engine.neuron_parameters(self.neurons, Neuron)
         return [p for n in self.neurons for p in n.parameters()]
 
     def __repr__(self) -> str:
@@ -81,7 +83,10 @@ class MLP(Module):
         return x
 
     def parameters(self) -> list[Value]:
-        return [p for layer in self.layers for p in layer.parameters()]
+        params: list[Value] = []
+        for layer in self.layers:  # extend, not a comprehension: no Python step per parameter
+            params.extend(layer.parameters())
+        return params
 
     def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"

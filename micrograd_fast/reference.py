@@ -19,7 +19,7 @@ import numbers
 from collections.abc import Callable, Iterable
 from typing import Any, Optional, Union
 
-__all__ = ["Value", "dot", "layer", "sum_values"]
+__all__ = ["Value", "dot", "layer", "neuron_parameters", "sum_values", "zero_grads"]
 
 _creation = itertools.count(1)  # creation number of every node: the order backward() follows
 
@@ -375,6 +375,22 @@ def layer(neurons: Iterable[Callable[[Any], Any]], x: Any,
     """Calls each neuron on x: ``[n(x) for n in neurons]``. (The compiled engine computes
     neurons of exactly neuron_type itself, with the same nodes in the same order.)"""
     return [n(x) for n in neurons]
+
+
+def neuron_parameters(neurons: Iterable[Any], neuron_type: type[Any]) -> list[Value]:
+    """All the neurons' parameters in order: ``[p for n in neurons for p in n.parameters()]``.
+    (The compiled engine reads neurons of exactly neuron_type itself, with the same result.)"""
+    return [p for n in neurons for p in n.parameters()]
+
+
+def zero_grads(values: Iterable[Value]) -> None:
+    """``for v in values: v.grad = 0`` (the compiled engine's is one C loop)."""
+    values = list(values)
+    for v in values:  # check all first: nothing is changed when one is not a Value
+        if not isinstance(v, Value):
+            raise TypeError(f"zero_grads() takes Values, not {type(v).__name__!r}")
+    for v in values:
+        v.grad = 0.0
 
 
 def sum_values(values: Iterable[Union[Value, float]], start: Union[Value, float] = 0) -> Value:

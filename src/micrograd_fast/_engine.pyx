@@ -47,6 +47,7 @@ cdef extern from "Python.h":
         setattrofunc tp_setattro
         Py_ssize_t tp_dictoffset
         Py_ssize_t tp_weaklistoffset
+        void* tp_vectorcall     # how calls of the type object itself are made (PEP 590)
     PyObject* PyObject_Init(PyObject*, _TypeSlots*)
     void PyObject_ClearWeakRefs(PyObject*)
     void PyErr_Fetch(PyObject**, PyObject**, PyObject**)

@@ -189,7 +189,22 @@ cdef int _value_clear(PyObject* o) noexcept:
     return 0
 
 
+cdef object _s_data = "data"  # interned, as the attribute names in compiled code are
+cdef object _s_grad = "grad"
+
+
 cdef int _value_setattro(PyObject* o, PyObject* name, PyObject* value) noexcept:
+    # `p.data -= lr * p.grad`, `p.grad = 0.0`: a float into a plain Value's node without the
+    # descriptor machinery (a subclass may override the properties: it takes the generic path)
+    cdef Py_ssize_t i = (<Value>o)._i
+    if (value != NULL and PyFloat_CheckExact(<object>value) and i
+            and <_TypeSlots*>Py_TYPE(o) == _value_type):
+        if name == <PyObject*>_s_data:
+            nodes[i].data = PyFloat_AS_DOUBLE(<object>value)
+            return 0
+        if name == <PyObject*>_s_grad:
+            nodes[i].grad = PyFloat_AS_DOUBLE(<object>value)
+            return 0
     cdef int r = PyObject_GenericSetAttr(o, name, value)
     if r == 0 and (<Value>o)._dict != NULL:
         _keep(<Value>o)  # tracks it too
@@ -236,6 +251,60 @@ cdef void _value_dealloc(PyObject* o) noexcept:
         (<_TypeSlots*>Py_TYPE(o)).tp_free(o)
 
 
+cdef extern from *:
+    """
+    #ifndef PY_VECTORCALL_ARGUMENTS_OFFSET
+    #define PY_VECTORCALL_ARGUMENTS_OFFSET ((size_t)1 << (8 * sizeof(size_t) - 1))
+    #endif
+    /* what CPython's type_call does: tp_new, then tp_init when the result is an instance */
+    static PyObject* mgf_type_call(PyObject* cls, PyObject* const* args, Py_ssize_t n,
+                                   PyObject* kwnames) {
+        PyTypeObject* t = (PyTypeObject*)cls;
+        Py_ssize_t nk = kwnames ? PyTuple_GET_SIZE(kwnames) : 0, k;
+        PyObject *pos, *kw = NULL, *obj = NULL;
+        pos = PyTuple_New(n);
+        if (pos == NULL) return NULL;
+        for (k = 0; k < n; k++) { Py_INCREF(args[k]); PyTuple_SET_ITEM(pos, k, args[k]); }
+        if (nk) {
+            kw = PyDict_New();
+            if (kw == NULL) goto done;
+            for (k = 0; k < nk; k++)
+                if (PyDict_SetItem(kw, PyTuple_GET_ITEM(kwnames, k), args[n + k]) < 0) goto done;
+        }
+        obj = t->tp_new(t, pos, kw);
+        if (obj != NULL && PyObject_TypeCheck(obj, t) && Py_TYPE(obj)->tp_init != NULL
+                && Py_TYPE(obj)->tp_init(obj, pos, kw) < 0) {
+            Py_CLEAR(obj);
+        }
+    done:
+        Py_DECREF(pos);
+        Py_XDECREF(kw);
+        return obj;
+    }
+    """
+    size_t PY_VECTORCALL_ARGUMENTS_OFFSET
+    object mgf_type_call(object cls, PyObject** args, Py_ssize_t n, PyObject* kwnames)
+
+
+cdef object _value_vectorcall(object cls, PyObject** args, size_t nargsf, PyObject* kwnames):
+    """`Value(...)`: CPython calls this instead of tp_new + __init__ (the type's tp_vectorcall).
+
+    Value(x) for a number -- the leaves of every training step -- is a facade from the freelist
+    and a leaf node, with no argument parsing; anything else (keywords, children, a subclass,
+    which does not inherit tp_vectorcall anyway) takes the ordinary path: __new__, then
+    __init__, with the same arguments."""
+    cdef Py_ssize_t n = <Py_ssize_t>(nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET)
+    cdef double x
+    cdef Value out
+    if n == 1 and kwnames == NULL and <PyObject*>cls == <PyObject*>_value_type:
+        if not _as_double(<object>args[0], &x):
+            _real(<object>args[0], "data")  # raises the constructor's TypeError
+        out = _fresh()
+        _reserve_slots(1)
+        return _own(out, _new_node(OP_LEAF, x, 0, 0))
+    return mgf_type_call(cls, args, n, kwnames)
+
+
 cdef void _patch_value_type() except *:
     # extra attributes go into a lazily made instance dict (generic getattr/setattr find it
     # through tp_dictoffset): a declared `__dict__` field would cost a dict per Value
@@ -251,4 +320,5 @@ cdef void _patch_value_type() except *:
     t.tp_traverse = _value_traverse
     t.tp_clear = _value_clear
     t.tp_setattro = _value_setattro
+    t.tp_vectorcall = <void*>_value_vectorcall
     PyType_Modified(t)

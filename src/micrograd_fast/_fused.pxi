@@ -59,6 +59,41 @@ def layer(neurons, x, neuron_type):
     return out
 
 
+def neuron_parameters(neurons, neuron_type):
+    """``[p for n in neurons for p in n.parameters()]``, with each neuron whose type is exactly
+    neuron_type (nn.Neuron) read here as Neuron.parameters does -- ``n.w + [n.b]`` -- without a
+    Python call per neuron. Any other neuron's parameters() is called."""
+    cdef list out = []
+    cdef object d
+    cdef PyObject* w
+    cdef PyObject* b
+    for n in neurons:
+        if type(n) is neuron_type:
+            d = PyObject_GenericGetDict(n, NULL)
+            w = PyDict_GetItemWithError(d, "w")
+            b = PyDict_GetItemWithError(d, "b")
+            if w != NULL and b != NULL and type(<object>w) is list:
+                out.extend(<list>w)
+                out.append(<object>b)
+                continue
+        out.extend(n.parameters())
+    return out
+
+
+def zero_grads(values):
+    """``for v in values: v.grad = 0`` in one C loop (Module.zero_grad, optimizers)."""
+    cdef object seq = values if type(values) is list or type(values) is tuple else list(values)
+    cdef PyObject** items = PySequence_Fast_ITEMS(seq)
+    cdef Py_ssize_t k, n = len(seq)
+    for k in range(n):  # check all first: nothing is changed when one is not a Value
+        if not isinstance(<object>items[k], Value):
+            raise TypeError(f"zero_grads() takes Values, not {type(<object>items[k]).__name__!r}")
+        if (<Value>items[k])._i == 0:
+            _uninitialised()
+    for k in range(n):
+        nodes[(<Value>items[k])._i].grad = 0.0
+
+
 cdef object _dot(object ws, object xs, object bias):
     cdef object wseq = ws if type(ws) is list or type(ws) is tuple else list(ws)
     cdef object xseq = xs if type(xs) is list or type(xs) is tuple else list(xs)

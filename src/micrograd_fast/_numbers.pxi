@@ -6,7 +6,22 @@
 # Python code (a GC pass, a __float__) that moves nodes.
 
 
+cdef extern from *:
+    """
+    /* a float subclass that keeps float's own conversion (numpy.float64 does): float(o) is its
+       stored double, so it needs no Python call */
+    static CYTHON_INLINE int mgf_plain_float_subclass(PyObject* o) {
+        return PyFloat_Check(o) && Py_TYPE(o)->tp_as_number != NULL
+            && Py_TYPE(o)->tp_as_number->nb_float == PyFloat_Type.tp_as_number->nb_float;
+    }
+    """
+    bint mgf_plain_float_subclass(object o)
+
+
 cdef int _as_double_slow(object o, double* out) except -1:
+    if mgf_plain_float_subclass(o):
+        out[0] = PyFloat_AS_DOUBLE(o)
+        return 1
     if isinstance(o, (str, bytes, bytearray)):
         return 0
     try:
