@@ -64,6 +64,7 @@ cdef extern from "Python.h":
 
 cdef extern from "Python.h":
     object PyObject_GenericGetDict(object o, void* context)
+    int PyDict_Next(object d, Py_ssize_t* pos, PyObject** key, PyObject** value) noexcept
 
 
 cdef extern from *:
@@ -83,10 +84,15 @@ cdef extern from *:
     }
     /* expands where used, after Cython has defined the Value struct */
     #define MGF_ANCHOR_OFFSET offsetof(struct __pyx_obj_14micrograd_fast_7_engine_Value, _gc_anchor)
+    /* a Value's node index read through a borrowed pointer (no reference counting) */
+    #define MGF_IDX(o) (((struct __pyx_obj_14micrograd_fast_7_engine_Value*)(o))->_i)
+    #define mgf_is_subtype(a, b) PyType_IsSubtype((PyTypeObject*)(a), (PyTypeObject*)(b))
     """
     Value mgf_take(PyObject* o)  # hands our reference over to Cython (no extra incref)
     void mgf_revive(PyObject* o, void* t)
     Py_ssize_t MGF_ANCHOR_OFFSET
+    Py_ssize_t MGF_IDX(PyObject* o) noexcept nogil
+    bint mgf_is_subtype(PyObject* a, void* b) noexcept
 
 
 include "_arena.pxi"

@@ -32,31 +32,138 @@ def dot(ws, xs, bias):
     return _dot(ws, xs, bias)
 
 
+cdef inline bint _live_value(PyObject* o) noexcept:
+    """o is a Value (or subclass instance) bound to a node."""
+    cdef PyObject* t = Py_TYPE(o)
+    if t != <PyObject*>_value_type and not mgf_is_subtype(t, _value_type):
+        return False
+    return MGF_IDX(o) != 0
+
+
+cdef object _s_w = "w"  # interned, as the attribute names Neuron.__init__ assigns
+cdef object _s_b = "b"
+cdef object _s_nonlin = "nonlin"
+cdef object _s_act = "act"
+
+
+cdef int _activation(object nonlin, PyObject* act) except -1:
+    """The op a plain Neuron applies to its dot: OP_LEAF (none) when nonlin is false, else by its
+    act ('relu' when the neuron has none)."""
+    if not nonlin:
+        return OP_LEAF
+    if act == NULL or <object>act == "relu":
+        return OP_RELU
+    if <object>act == "tanh":
+        return OP_TANH
+    if <object>act == "sigmoid":
+        return OP_SIGMOID
+    raise ValueError(f"unknown activation {<object>act!r}")
+
+
 def layer(neurons, x, neuron_type):
     """``[n(x) for n in neurons]``, with each neuron whose type is exactly neuron_type (nn.Neuron)
-    computed here as Neuron.__call__ does -- ``dot(n.w, x, n.b)``, then ``.relu()`` if n.nonlin --
-    so the nodes, their numbers and their creation order are the same, without a Python call per
-    neuron. Any other neuron (a subclass, say) is called."""
+    computed here as Neuron.__call__ does -- ``dot(n.w, x, n.b)``, then its activation if
+    n.nonlin -- so the nodes, their numbers and their creation order are the same, without a
+    Python call per neuron (and the dot node gets no facade: nobody holds it). Any other neuron
+    (a subclass, say) is called."""
     cdef list out = []
-    cdef object act, d
-    cdef PyObject* w
-    cdef PyObject* b
-    cdef PyObject* nonlin
+    cdef object xseq = x if type(x) is list or type(x) is tuple else list(x)
+    cdef object d, ws, bias
+    cdef PyObject *w
+    cdef PyObject *b
+    cdef PyObject *nonlin
+    cdef PyObject *act_name
+    cdef PyObject *key
+    cdef PyObject *value
+    cdef Py_ssize_t pos
+    cdef unsigned int act
+    cdef bint xs_live = _all_live(xseq)  # the inputs are checked once for all the neurons
     for n in neurons:
         if type(n) is not neuron_type:
             out.append(n(x))
+            xs_live = _all_live(xseq)  # Python code ran: look again
             continue
         # the fields straight from the instance dict (a plain Neuron has no descriptors for
-        # them); where one is missing, getattr gives the error a Python access would
+        # them): one walk over its few entries, matching the interned names by identity;
+        # where one is missing, getattr gives what (or the error) a Python access would
         d = PyObject_GenericGetDict(n, NULL)
-        w = PyDict_GetItemWithError(d, "w")
-        b = PyDict_GetItemWithError(d, "b")
-        nonlin = PyDict_GetItemWithError(d, "nonlin")
-        act = _dot(<object>w if w != NULL else n.w, x, <object>b if b != NULL else n.b)
-        if (<object>nonlin if nonlin != NULL else n.nonlin):
-            act = _own(_fresh(), _unary(<Value>act, OP_RELU))
-        out.append(act)
+        w = b = nonlin = act_name = NULL
+        pos = 0
+        while PyDict_Next(d, &pos, &key, &value):
+            if key == <PyObject*>_s_w:
+                w = value
+            elif key == <PyObject*>_s_b:
+                b = value
+            elif key == <PyObject*>_s_nonlin:
+                nonlin = value
+            elif key == <PyObject*>_s_act:
+                act_name = value
+        ws = <object>w if w != NULL else n.w
+        bias = <object>b if b != NULL else n.b
+        if act_name == NULL:  # maybe not interned, or a class attribute
+            act_name = PyDict_GetItemWithError(d, _s_act)
+        act = <unsigned int>_activation(<object>nonlin if nonlin != NULL else n.nonlin, act_name)
+        out.append(_neuron(ws, xseq, xs_live, bias, act))
     return out
+
+
+cdef bint _all_live(object seq) noexcept:
+    cdef PyObject** v = PySequence_Fast_ITEMS(seq)
+    cdef Py_ssize_t k
+    for k in range(len(seq)):
+        if not _live_value(v[k]):
+            return False
+    return True
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned int act):
+    """act(bias + ws . xseq): the dot node, then the activation's (act OP_LEAF: none)."""
+    cdef Py_ssize_t n, k, w, x, b, i
+    cdef PyObject** wv
+    cdef PyObject** xv
+    cdef mgf_ext* ext
+    cdef int32_t* ch
+    cdef double acc
+    cdef Value out
+    if not (xs_live and type(ws) is list and _live_value(<PyObject*>bias)):
+        return _neuron_general(ws, xseq, bias, act)
+    out = _fresh()  # may run Python code (a GC pass): before the items and indices are read
+    n = min(len(<list>ws), len(xseq))
+    wv = PySequence_Fast_ITEMS(ws)
+    for k in range(n):
+        if not _live_value(wv[k]):
+            return _neuron_general(ws, xseq, bias, act)
+    _reserve_slots(2)
+    ext = _alloc_ext(2 * n + 1)
+    xv = PySequence_Fast_ITEMS(xseq)
+    ch = ext.child
+    b = MGF_IDX(<PyObject*>bias)
+    ch[0] = <int32_t>b
+    nodes[b].nref += 1
+    acc = nodes[b].data
+    for k in range(n):  # the weights and inputs, as micrograd's sum(w*x ..., b): left to right
+        w = MGF_IDX(wv[k])
+        x = MGF_IDX(xv[k])
+        ch[1 + k] = <int32_t>w
+        ch[1 + n + k] = <int32_t>x
+        nodes[w].nref += 1
+        nodes[x].nref += 1
+        acc = acc + nodes[w].data * nodes[x].data
+    i = _ext_node(OP_DOT, acc, ext, 2 * n + 1)
+    if act != OP_LEAF:
+        i = _new_node(act, _unary_value(act, acc), i, 0)  # relu/tanh/sigmoid: cannot fail
+    return _own(out, i)
+
+
+cdef object _neuron_general(object ws, object xseq, object bias, unsigned int act):
+    """_neuron with numbers among the operands (or Values without a node): as dot(), then the
+    activation as its method would."""
+    cdef object v = _dot(ws, xseq, bias)
+    if act != OP_LEAF:
+        v = _own(_fresh(), _unary(<Value>v, act))
+    return v
 
 
 def neuron_parameters(neurons, neuron_type):

@@ -38,16 +38,15 @@ cdef Py_ssize_t _inverse(Py_ssize_t a) except -1:
     return i
 
 
-cdef Py_ssize_t _unary(Value self, unsigned int op) except -1:
-    _reserve_slots(1)
-    cdef Py_ssize_t a = _index(self)
-    cdef double x = nodes[a].data, y = 0.0
+cdef inline double _unary_value(unsigned int op, double x) except? -1.0:
+    """The forward of a one-child op (relu, tanh, exp, log, sigmoid) at x."""
+    cdef double y = 0.0
     cdef int err = 0
     if op == OP_RELU:
-        y = 0.0 if x < 0 else x
-    elif op == OP_TANH:
-        y = tanh(x)
-    elif op == OP_EXP:
+        return 0.0 if x < 0 else x
+    if op == OP_TANH:
+        return tanh(x)
+    if op == OP_EXP:
         err = py_exp(x, &y)
     elif op == OP_LOG:
         err = py_log(x, &y)
@@ -55,6 +54,13 @@ cdef Py_ssize_t _unary(Value self, unsigned int op) except -1:
         y = py_sigmoid(x)
     if err:
         _math_error(err, "math range error" if op == OP_EXP else "math domain error")
+    return y
+
+
+cdef Py_ssize_t _unary(Value self, unsigned int op) except -1:
+    _reserve_slots(1)
+    cdef Py_ssize_t a = _index(self)
+    cdef double y = _unary_value(op, nodes[a].data)
     return _new_node(op, y, a, 0)
 
 
