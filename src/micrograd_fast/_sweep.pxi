@@ -216,14 +216,14 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
     through them all: then the rest of the graph is found breadth-first and sorted instead.
     """
     global topo_fallbacks
-    cdef Py_ssize_t j = root, pending = 1, out = 0, skipped = 0, c, k, t, cnt, m, w, x
+    cdef Py_ssize_t j = root, pending = 1, out = 0, nq = 0, skipped = 0, c, k, t, cnt, m, w, x
     cdef double g, xd, wd
     cdef uint32_t e, e2
     cdef int32_t* rest = NULL
     cdef Py_ssize_t rest_cap = 0
     cdef mgf_node* n
     cdef mgf_ext* ext
-    cdef int32_t* q = scratch  # the nodes done, in order: the fallback's starting points
+    cdef int32_t* q = scratch  # the nodes done but leaves, in order: the fallback's starting points
     if epoch >= 0xFFFFFFF0u:  # the fallback needs epoch + 1 without a wrap in between
         epoch_reset()
     _next_epoch()
@@ -239,8 +239,15 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
             j -= 1
             continue
         pending -= 1
-        q[out] = <int32_t>j
         out += 1
+        if n.op == OP_LEAF:
+            # nothing to do -- and nothing to touch: a leaf's "children" are slot 0, and adding
+            # into slot 0 for every leaf would chain each leaf's work to the previous one's
+            # through that one memory cell (store-to-load latency, ~3 ns a leaf)
+            j -= 1
+            continue
+        q[nq] = <int32_t>j
+        nq += 1
         # mark the children (branch-free: whether one is marked already is data), then run the
         # node's local backward
         if n.op == OP_DOT:  # a neuron: marks and gradients in one loop (the numbers of
@@ -291,7 +298,7 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
     nodes[0].mark = e2
     cnt = 0
     try:
-        for t in range(out):
+        for t in range(nq):
             n = &nodes[q[t]]
             if _is_ext(n.op):
                 for k in range(n.a):
