@@ -196,6 +196,8 @@ cdef int _sweep_list(int32_t* q, Py_ssize_t cnt) except -1:
     cdef mgf_node* n
     for t in range(cnt):
         n = &nodes[q[t]]
+        if n.op == OP_LEAF:
+            continue
         if n.op <= OP_MUL:
             _local_plus_times(n)
         else:
