@@ -13,8 +13,8 @@ Engines (each one is skipped when it is not installed):
 
 Workloads (the table's rows, in this order; UNITS gives each one's unit):
 
-* ``binary-op``          -- ns per op of ``x = x * a + b`` repeated inside a function (forward only;
-  the graph is freed outside the timed region);
+* ``binary-op``          -- ns per op of ``x = x * a + b`` repeated inside a function (forward
+  only; the graph is freed outside the timed region);
 * ``leaf``               -- ns per leaf of ``Value(x)`` through the type call, in a loop (made and
   dropped: a leaf's whole life);
 * ``leaf-map``           -- ns per leaf of ``list(map(Value, row))`` over 64-float rows;
@@ -24,7 +24,8 @@ Workloads (the table's rows, in this order; UNITS gives each one's unit):
 * ``backward-tree``      -- ns per node, a balanced tree: two levels of products, then sums;
 * ``backward-chain``     -- ns per node, a 10^6-node chain ``x = x * a + b`` (10^5 for the
   pure-Python engines; upstream's recursive sort runs in a thread with a big stack);
-* ``backward-fanout``    -- ns per node, one leaf used by every product ``x * w_i``, then a sum tree;
+* ``backward-fanout``    -- ns per node, one leaf used by every product ``x * w_i``, then a
+  balanced sum;
 * ``backward-mlp``       -- µs per backward() of the demo's loss graph (each engine's own graph:
   micrograd_fast's nn fuses ``w·x + b`` into one node);
 * ``demo-step``          -- ms per training step of micrograd's demo: MLP(2, [16, 16, 1]) on 100
@@ -41,10 +42,11 @@ Workloads (the table's rows, in this order; UNITS gives each one's unit):
   others' SGD loop (skipped until ``micrograd_fast.optim`` exists);
 * ``teardown``           -- ns per node to free a step's graph: dropping the last reference (and,
   for upstream micrograd, whose graphs are cyclic, the gc.collect() that actually frees them);
-* ``memory``             -- bytes per node of a long graph, measured in a fresh subprocess: tracemalloc
-  for the pure-Python engines, the growth of the resident set for the compiled engine and torch;
-* ``deepest-chain``      -- the deepest chain (10^3 ... 10^7 nodes, by decades) each engine can build,
-  run backward() on and free, each attempt in a subprocess with a timeout.
+* ``memory``             -- bytes per node of a long graph, measured in a fresh subprocess:
+  tracemalloc for the pure-Python engines, the growth of the resident set for the compiled
+  engine and torch;
+* ``deepest-chain``      -- the deepest chain (10^3 ... 10^7 nodes, by decades) each engine can
+  build, run backward() on and free, each attempt in a subprocess with a timeout.
 
 A timed workload is a `Case`: an untimed ``setup()`` and a timed ``run()``, both without arguments,
 so the pytest suite hands them to ``benchmark.pedantic`` and the command line times them itself.
@@ -118,10 +120,11 @@ PYTHON_ENGINES = ("reference", "micrograd", "micrograd-gcoff")  # objects tracem
 # binop_steps: steps of x = x*a + b (2 ops each); leaves: leaves made per round (leaf-map: in
 # rows of 64); bw_width x bw_layers: the layered backward graph (and teardown's graph);
 # tree_leaves: leaves of backward-tree (a multiple of 4); chain_nodes: backward-chain's nodes per
-# engine kind (torch's 10^6 only at full size: ~20 s a round); fanout: the products of backward-fanout; demo_points: moons points per step (and
-# in backward-mlp's graph); digits_batch: samples per digits step; reps: loops per round of
-# param-loop / zero-grad / optimizer-step; mem_nodes: nodes of the memory graph; chain_max: the
-# deepest chain tried per engine kind; chain_timeout / chain_budget: seconds per attempt / per engine.
+# engine kind (torch's 10^6 only at full size: ~20 s a round); fanout: the products of
+# backward-fanout; demo_points: moons points per step (and in backward-mlp's graph);
+# digits_batch: samples per digits step; reps: loops per round of param-loop / zero-grad /
+# optimizer-step; mem_nodes: nodes of the memory graph; chain_max: the deepest chain tried per
+# engine kind; chain_timeout / chain_budget: seconds per attempt / per engine.
 SIZES: dict[str, dict[str, Any]] = {
     "smoke": dict(binop_steps=200, leaves=256, bw_width=16, bw_layers=4, tree_leaves=64,
                   chain_nodes=dict(compiled=2_000, python=2_000, torch=2_000), fanout=64,
@@ -160,7 +163,8 @@ class WorkloadUnavailable(Exception):
 def load_engine(name: str) -> Engine:
     """A namespace describing one engine: name, kind, Value (leaf factory), const (input
     factory), nn (module with MLP), gc_off, cyclic (graphs freed only by the collector),
-    recursive (backward() recurses once per node of depth), set_param(p, data, grad), grad_of(v) -> float, version. Raises EngineUnavailable when absent."""
+    recursive (backward() recurses once per node of depth), set_param(p, data, grad),
+    grad_of(v) -> float, version. Raises EngineUnavailable when absent."""
     if name == "fast":
         from . import engine as selector
         from . import nn
@@ -221,7 +225,8 @@ def _grad_of(v: Any) -> float:
 
 def _engine_ns(name: str, kind: str, Value: Callable[[float], Any], nn: Any,
                const: Optional[Callable[[float], Any]] = None, gc_off: bool = False,
-               cyclic: bool = False, recursive: bool = False, set_param: Callable[[Any, float, float], None] = _set_param,
+               cyclic: bool = False, recursive: bool = False,
+               set_param: Callable[[Any, float, float], None] = _set_param,
                grad_of: Callable[[Any], float] = _grad_of,
                version: Optional[str] = None) -> Engine:
     return types.SimpleNamespace(name=name, kind=kind, Value=Value, const=const or Value, nn=nn,
@@ -913,8 +918,9 @@ def _sgd_case(workload: str, engine: Engine, reps: int) -> Case:
     def check() -> Result:
         expected = sgd_expected(data, grads, lr, reps)
         got = [float(p.data) for p in params]
-        return dict(parameters=len(params), exact_mismatches=sum(a != b for a, b in zip(got, expected)),
-                    max_rel_err=max(abs(a - b) / max(abs(b), 1e-300) for a, b in zip(got, expected)))
+        pairs = list(zip(got, expected))
+        return dict(parameters=len(params), exact_mismatches=sum(a != b for a, b in pairs),
+                    max_rel_err=max(abs(a - b) / max(abs(b), 1e-300) for a, b in pairs))
 
     count = reps if workload == "param-loop" else reps * len(params)
     return Case(workload, engine, count, setup, run_loop if step is None else run_step, check,
@@ -1353,7 +1359,8 @@ def format_table(report: Result) -> str:
         for name in names:
             result = entry["engines"].get(name)
             if result is None:
-                rows.append([workload, entry["unit"], name, "n/a", "n/a"] + ["-"] * len(BASELINES))
+                rows.append([workload, entry["unit"], name, "n/a", "n/a"]
+                            + ["-"] * len(BASELINES))
                 notes.append(f"{workload} on {name}: n/a: {skipped[name]}")
                 continue
             best, median = _num(result["best"]), _num(result["median"])

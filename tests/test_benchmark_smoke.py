@@ -119,13 +119,15 @@ def test_workloads_computed_the_right_numbers(report):
         assert result["extra"]["steps"] == steps
     for workload in ("leaf", "leaf-map", "leaf-numpy"):
         for name, result in results[workload]["engines"].items():
-            assert result["extra"]["data_ok"] and result["extra"]["grads"] == [0.0], (workload, name)
+            extra = result["extra"]
+            assert extra["data_ok"] and extra["grads"] == [0.0], (workload, name)
             assert result["count"] == sizes["leaves"] - sizes["leaves"] % 64
     for name, result in results["backward-layered"]["engines"].items():
         assert result["extra"]["leaf_grads"] == [1.0], name
     for name, result in results["backward-tree"]["engines"].items():
         assert result["extra"]["grad_mismatches"] == 0, name
-        assert result["count"] == 2 * sizes["tree_leaves"] - 1  # n leaves, n/2 + n/4 products, n/4 - 1 sums
+        # n leaves, n/2 + n/4 products, n/4 - 1 sums
+        assert result["count"] == 2 * sizes["tree_leaves"] - 1
     for name, result in results["backward-chain"]["engines"].items():
         extra = result["extra"]
         assert extra["data"] == extra["data_expected"], name
@@ -361,7 +363,8 @@ def test_shape_graphs_have_the_closed_form_gradients():
     out, leaves, nodes = mb.build_tree_graph(engine, 8)
     out.backward()
     data = [v.data for v in leaves]
-    assert out.data == data[0] * data[1] * (data[2] * data[3]) + data[4] * data[5] * (data[6] * data[7])
+    a, b, c, d, e, f, g, h = data
+    assert out.data == a * b * (c * d) + e * f * (g * h)
     assert [v.grad for v in leaves] == mb.tree_grads_expected(data)
     out, x, ws, nodes = mb.build_fanout_graph(engine, 5)
     out.backward()
