@@ -4,7 +4,7 @@ to the timed body through a holder, which the body clears; for upstream microgra
 are reference cycles, the body also runs the gc.collect() that actually frees them."""
 
 
-def test_teardown(bench_engine, make_case, run_case):
+def test_teardown(make_case, run_case):
     result = run_case(make_case("teardown"))
     assert result["freed"]  # the graph's output is gone after the timed body
     assert result["nodes"] > 0
