@@ -4,8 +4,10 @@
     MGF_BENCH_SIZE=smoke python -m pytest bench/ --benchmark-disable   # seconds: CI's smoke run
 
 Engines are parametrized with readable ids ([fast], [reference], [micrograd], [micrograd-gcoff],
-[torch]); an engine that is not installed is skipped. After the run a summary prints each
-workload in its own unit (ns/op, ns/node, ms/step, B/node, nodes) and the ratios between engines.
+[torch]); an engine that is not installed is skipped, and so is a workload that cannot run on
+an engine here (a missing optional package, an API not there yet: the skip says which). After
+the run a summary prints each workload in its own unit (ns/op, ns/leaf, ns/node, µs/loop,
+ms/step, B/node, nodes ...) and the ratios between engines.
 """
 import os
 
@@ -58,6 +60,21 @@ def bench_engine(request):
 
 
 @pytest.fixture
+def make_case(bench_engine, sizes, record_skip):
+    """make_case(workload): this engine's Case of the workload; the test is skipped (and the
+    summary says why) when the workload cannot run on this engine here."""
+
+    def make(workload):
+        try:
+            return mb.make_case(workload, bench_engine, sizes)
+        except mb.WorkloadUnavailable as exc:
+            record_skip(workload, bench_engine.name, str(exc))
+            pytest.skip(f"{workload} on {bench_engine.name}: {exc}")
+
+    return make
+
+
+@pytest.fixture
 def run_case(benchmark, bench_size, record_result):
     """Time a Case with benchmark.pedantic (setup untimed, one run per round) and record its
     per-unit best and median in extra_info and in the summary. Returns case.check()."""
@@ -77,7 +94,7 @@ def run_case(benchmark, bench_size, record_result):
         if stats is not None:
             best, median = case.per_unit(stats.stats.min), case.per_unit(stats.stats.median)
             benchmark.extra_info.update(best=best, median=median)
-            record_result(case.workload, name, best, median, case.extra)
+            record_result(case.workload, name, best, median, case.extra, case.count)
         result = case.check()
         case.release()
         return result
@@ -94,10 +111,23 @@ _results = {}  # workload -> engine -> {"best", "median", "runs", "extra"}
 def record_result():
     """record_result(workload, engine, best, median, extra): one line of the closing summary."""
 
-    def record(workload, engine, best, median, extra=None):
+    def record(workload, engine, best, median, extra=None, count=None):
         entry = _results.setdefault(workload, dict(unit=mb.UNITS[workload], engines={}))
         entry["engines"][engine] = dict(best=best, median=median, runs=[best],
                                         extra=dict(extra or {}))
+        if count is not None:
+            entry["engines"][engine]["count"] = count
+
+    return record
+
+
+@pytest.fixture(scope="session")
+def record_skip():
+    """record_skip(workload, engine, reason): an n/a line of the closing summary."""
+
+    def record(workload, engine, reason):
+        entry = _results.setdefault(workload, dict(unit=mb.UNITS[workload], engines={}))
+        entry.setdefault("skipped", {})[engine] = reason
 
     return record
 

@@ -11,25 +11,55 @@ Engines (each one is skipped when it is not installed):
 * ``torch``           -- 0-dim float64 tensors with requires_grad, and a scalar MLP written
   like micrograd's (the "what if you used torch scalars" comparison).
 
-Workloads:
+Workloads (the table's rows, in this order; UNITS gives each one's unit):
 
-* ``binary-op``     -- ns per op of ``x = x * a + b`` repeated inside a function (forward only;
-  the graph is freed outside the timed region);
-* ``backward``      -- ns per node of backward() on a fresh, wide, shallow ~100k-node graph;
-* ``demo-step``     -- ms per training step of micrograd's demo: MLP(2, [16, 16, 1]) on 100
+* ``binary-op``          -- ns per op of ``x = x * a + b`` repeated inside a function (forward
+  only; the graph is freed outside the timed region);
+* ``leaf``               -- ns per leaf of ``Value(x)`` through the type call, in a loop (made and
+  dropped: a leaf's whole life);
+* ``leaf-map``           -- ns per leaf of ``list(map(Value, row))`` over 64-float rows;
+* ``leaf-numpy``         -- ns per leaf of ``Value(np.float64(x))`` (skipped without numpy);
+* ``backward-layered``   -- ns per node of backward() on a fresh, wide, shallow ~100k-node graph
+  (layers of ``(x_i + x_{i+1}) * h``; this was the ``backward`` row before the other shapes came);
+* ``backward-tree``      -- ns per node, a balanced tree: two levels of products, then sums;
+* ``backward-chain``     -- ns per node, a 10^6-node chain ``x = x * a + b`` (10^5 for the
+  pure-Python engines; upstream's recursive sort runs in a thread with a big stack);
+* ``backward-fanout``    -- ns per node, one leaf used by every product ``x * w_i``, then a
+  balanced sum;
+* ``backward-mlp``       -- µs per backward() of the demo's loss graph (each engine's own graph:
+  micrograd_fast's nn fuses ``w·x + b`` into one node);
+* ``demo-step``          -- ms per training step of micrograd's demo: MLP(2, [16, 16, 1]) on 100
   moons points, SVM loss + L2, zero_grad, backward, SGD update (micrograd_fast.demo.train_step);
-* ``memory``        -- bytes per node of a long graph, measured in a fresh subprocess: tracemalloc
-  for the pure-Python engines, the growth of the resident set for the compiled engine and torch;
-* ``deepest-chain`` -- the deepest chain (10^3 ... 10^7 nodes, by decades) each engine can build,
-  run backward() on and free, each attempt in a subprocess with a timeout.
+* ``demo-step-replayed`` -- ms per step on a retained demo graph: recompute() + zero_grad +
+  backward + optimizer step, against the other engines' eager step (skipped until
+  ``Value.recompute`` and ``micrograd_fast.optim`` exist);
+* ``digits-step``        -- ms per minibatch step (32 samples) of MLP(64, [32, 10]) on
+  scikit-learn's 8x8 digits, multi-class hinge loss written with relu (skipped without sklearn);
+* ``param-loop``         -- µs per ``for p in params: p.data -= lr * p.grad`` over the demo
+  model's 337 parameters;
+* ``zero-grad``          -- µs per ``model.zero_grad()`` of the demo model;
+* ``optimizer-step``     -- ns per parameter of ``micrograd_fast.optim.SGD.step()`` against the
+  others' SGD loop (skipped until ``micrograd_fast.optim`` exists);
+* ``teardown``           -- ns per node to free a step's graph: dropping the last reference (and,
+  for upstream micrograd, whose graphs are cyclic, the gc.collect() that actually frees them);
+* ``memory``             -- bytes per node of a long graph, measured in a fresh subprocess:
+  tracemalloc for the pure-Python engines, the growth of the resident set for the compiled
+  engine and torch;
+* ``deepest-chain``      -- the deepest chain (10^3 ... 10^7 nodes, by decades) each engine can
+  build, run backward() on and free, each attempt in a subprocess with a timeout.
 
 A timed workload is a `Case`: an untimed ``setup()`` and a timed ``run()``, both without arguments,
 so the pytest suite hands them to ``benchmark.pedantic`` and the command line times them itself.
+A workload that cannot run on an engine (a missing optional package, an API not there yet) raises
+`WorkloadUnavailable` from make_case; the table shows the reason instead of a number.
+Adding a workload: a line in UNITS, a builder ``(engine, sizes, verify) -> Case`` in _BUILDERS,
+its sizes in SIZES, and a test in bench/.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gc
 import json
 import math
@@ -39,8 +69,10 @@ import random
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import types
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable, Optional
 
@@ -51,32 +83,65 @@ Engine = Any
 Result = dict[str, Any]
 
 ENGINES = ("fast", "reference", "micrograd", "micrograd-gcoff", "torch")
-WORKLOADS = ("binary-op", "backward", "demo-step", "memory", "deepest-chain")
-TIMED = ("binary-op", "backward", "demo-step")  # the workloads that are a Case
+# every workload and its unit, in the table's order (per_unit() reads the prefix: ns, µs, ms)
 UNITS = {
     "binary-op": "ns/op",
-    "backward": "ns/node",
+    "leaf": "ns/leaf",
+    "leaf-map": "ns/leaf",
+    "leaf-numpy": "ns/leaf",
+    "backward-layered": "ns/node",
+    "backward-tree": "ns/node",
+    "backward-chain": "ns/node",
+    "backward-fanout": "ns/node",
+    "backward-mlp": "µs/backward",
     "demo-step": "ms/step",
+    "demo-step-replayed": "ms/step",
+    "digits-step": "ms/step",
+    "param-loop": "µs/loop",
+    "zero-grad": "µs/call",
+    "optimizer-step": "ns/param",
+    "teardown": "ns/node",
     "memory": "B/node",
     "deepest-chain": "nodes",
+}
+WORKLOADS = tuple(UNITS)
+UNTIMED = ("memory", "deepest-chain")  # measured in subprocesses, not a Case
+TIMED = tuple(w for w in WORKLOADS if w not in UNTIMED)  # the workloads that are a Case
+# names the command line's --workloads also accepts: a family of rows
+GROUPS = {
+    "backward": tuple(w for w in WORKLOADS if w.startswith("backward-")),
+    "leaves": ("leaf", "leaf-map", "leaf-numpy"),
 }
 BASELINES = ("reference", "micrograd", "micrograd-gcoff", "torch")  # the table's ratio columns
 PYTHON_ENGINES = ("reference", "micrograd", "micrograd-gcoff")  # objects tracemalloc can see
 
 # Sizes. "smoke" runs everything in seconds (CI keeps the suite from rotting), "quick" and
 # "default" are the command line's, "full" is the pytest suite's real measurement.
-# binop_steps: steps of x = x*a + b (2 ops each); bw_width x bw_layers: the backward graph;
-# demo_points: moons points per step; mem_nodes: nodes of the memory graph; chain_max: the deepest
-# chain tried per engine kind; chain_timeout / chain_budget: seconds per attempt / per engine.
+# binop_steps: steps of x = x*a + b (2 ops each); leaves: leaves made per round (leaf-map: in
+# rows of 64); bw_width x bw_layers: the layered backward graph (and teardown's graph);
+# tree_leaves: leaves of backward-tree (a multiple of 4); chain_nodes: backward-chain's nodes per
+# engine kind (torch's 10^6 only at full size: ~20 s a round); fanout: the products of
+# backward-fanout; demo_points: moons points per step (and in backward-mlp's graph);
+# digits_batch: samples per digits step; reps: loops per round of param-loop / zero-grad /
+# optimizer-step; mem_nodes: nodes of the memory graph; chain_max: the deepest chain tried per
+# engine kind; chain_timeout / chain_budget: seconds per attempt / per engine.
 SIZES: dict[str, dict[str, Any]] = {
-    "smoke": dict(binop_steps=200, bw_width=16, bw_layers=4, demo_points=8, mem_nodes=20_000,
+    "smoke": dict(binop_steps=200, leaves=256, bw_width=16, bw_layers=4, tree_leaves=64,
+                  chain_nodes=dict(compiled=2_000, python=2_000, torch=2_000), fanout=64,
+                  demo_points=8, digits_batch=2, reps=2, mem_nodes=20_000,
                   chain_max=dict(compiled=3, python=3, torch=3), chain_timeout=60, chain_budget=60),
-    "quick": dict(binop_steps=5_000, bw_width=250, bw_layers=20, demo_points=100, mem_nodes=50_000,
+    "quick": dict(binop_steps=5_000, leaves=20_000, bw_width=250, bw_layers=20,
+                  tree_leaves=2**13, chain_nodes=dict(compiled=10**5, python=10**4, torch=10**5),
+                  fanout=10_000, demo_points=100, digits_batch=32, reps=20, mem_nodes=50_000,
                   chain_max=dict(compiled=6, python=4, torch=4), chain_timeout=20, chain_budget=10),
-    "default": dict(binop_steps=25_000, bw_width=1000, bw_layers=50, demo_points=100,
+    "default": dict(binop_steps=25_000, leaves=100_000, bw_width=1000, bw_layers=50,
+                    tree_leaves=2**16, chain_nodes=dict(compiled=10**6, python=10**5, torch=10**5),
+                    fanout=50_000, demo_points=100, digits_batch=32, reps=100,
                     mem_nodes=100_000, chain_max=dict(compiled=7, python=5, torch=5),
                     chain_timeout=30, chain_budget=20),
-    "full": dict(binop_steps=50_000, bw_width=1000, bw_layers=50, demo_points=100,
+    "full": dict(binop_steps=50_000, leaves=500_000, bw_width=1000, bw_layers=50,
+                 tree_leaves=2**16, chain_nodes=dict(compiled=10**6, python=10**5, torch=10**6),
+                 fanout=50_000, demo_points=100, digits_batch=32, reps=200,
                  mem_nodes=1_000_000, chain_max=dict(compiled=7, python=6, torch=6),
                  chain_timeout=120, chain_budget=180),
 }
@@ -87,12 +152,19 @@ class EngineUnavailable(Exception):
     """The engine is not installed (or does not load) here; its benchmarks are skipped."""
 
 
+class WorkloadUnavailable(Exception):
+    """This workload cannot run on this engine here (an optional package is missing, or an API
+    it measures does not exist yet); the message says why, and the table shows it."""
+
+
 # ---- engines ----
 
 
 def load_engine(name: str) -> Engine:
     """A namespace describing one engine: name, kind, Value (leaf factory), const (input
-    factory), nn (module with MLP), gc_off, version. Raises EngineUnavailable when absent."""
+    factory), nn (module with MLP), gc_off, cyclic (graphs freed only by the collector),
+    recursive (backward() recurses once per node of depth), set_param(p, data, grad),
+    grad_of(v) -> float, version. Raises EngineUnavailable when absent."""
     if name == "fast":
         from . import engine as selector
         from . import nn
@@ -112,8 +184,11 @@ def load_engine(name: str) -> Engine:
             import micrograd.nn
         except ImportError:
             raise EngineUnavailable("upstream micrograd is not installed") from None
+        # every upstream node is in a reference cycle (its _backward closure refers to it)
+        # and its backward() sorts the graph recursively (deep graphs need call_deep)
         return _engine_ns(name, "python", micrograd.engine.Value, micrograd.nn,
-                          gc_off=name == "micrograd-gcoff", version=_dist_version("micrograd"))
+                          gc_off=name == "micrograd-gcoff", cyclic=True, recursive=True,
+                          version=_dist_version("micrograd"))
     if name == "torch":
         try:
             import torch
@@ -126,16 +201,38 @@ def load_engine(name: str) -> Engine:
         def const(x: float) -> Any:
             return torch.tensor(float(x), dtype=torch.float64)
 
+        def set_param(p: Any, data: float, grad: float) -> None:
+            with torch.no_grad():
+                p.fill_(data)
+            p.grad = torch.tensor(grad, dtype=torch.float64)
+
+        def grad_of(v: Any) -> float:
+            return 0.0 if v.grad is None else float(v.grad)
+
         return _engine_ns(name, "torch", leaf, _torch_nn(torch), const=const,
-                          version=torch.__version__)
+                          set_param=set_param, grad_of=grad_of, version=torch.__version__)
     raise ValueError(f"unknown engine {name!r}; choose from {', '.join(ENGINES)}")
+
+
+def _set_param(p: Any, data: float, grad: float) -> None:
+    p.data = data
+    p.grad = grad
+
+
+def _grad_of(v: Any) -> float:
+    return float(v.grad)
 
 
 def _engine_ns(name: str, kind: str, Value: Callable[[float], Any], nn: Any,
                const: Optional[Callable[[float], Any]] = None, gc_off: bool = False,
+               cyclic: bool = False, recursive: bool = False,
+               set_param: Callable[[Any, float, float], None] = _set_param,
+               grad_of: Callable[[Any], float] = _grad_of,
                version: Optional[str] = None) -> Engine:
     return types.SimpleNamespace(name=name, kind=kind, Value=Value, const=const or Value, nn=nn,
-                                 gc_off=gc_off, version=version)
+                                 gc_off=gc_off, cyclic=cyclic, recursive=recursive,
+                                 set_param=set_param,
+                                 grad_of=grad_of, version=version)
 
 
 def available_engines(names: Iterable[str] = ENGINES) -> tuple[dict[str, Engine], dict[str, str]]:
@@ -273,25 +370,26 @@ class Case:
         gc.collect()
 
     def per_unit(self, seconds: float) -> float:
-        """Seconds of one run -> the workload's unit (ns per op/node, ms per step)."""
-        scale = 1e3 if self.unit.startswith("ms") else 1e9
-        return seconds * scale / self.count
+        """Seconds of one run -> the workload's unit (ns, µs or ms per op, node, step ...)."""
+        return seconds * _SCALE[self.unit.split("/", 1)[0]] / self.count
+
+
+_SCALE = {"ns": 1e9, "µs": 1e6, "ms": 1e3}
 
 
 def make_case(workload: str, engine: Engine, size: str | dict[str, Any],
               verify: bool = True) -> Case:
-    """The Case of a timed workload ('binary-op', 'backward', 'demo-step') for an engine.
+    """The Case of a timed workload (one of TIMED) for an engine.
 
-    verify=False skips the demo's extra forward pass (the loss before training, which check()
-    reports so the suite can compare engines); the command line does without it."""
+    Raises WorkloadUnavailable when the workload cannot run on this engine here. verify=False
+    skips the demo's extra forward pass (the loss before training, which check() reports so the
+    suite can compare engines with the reference); the command line does without it."""
     sizes = SIZES[size] if isinstance(size, str) else size
-    if workload == "binary-op":
-        return _binary_op_case(engine, sizes["binop_steps"])
-    if workload == "backward":
-        return _backward_case(engine, sizes["bw_width"], sizes["bw_layers"])
-    if workload == "demo-step":
-        return _demo_case(engine, sizes["demo_points"], verify)
-    raise ValueError(f"{workload!r} is not a timed workload ({', '.join(TIMED)})")
+    try:
+        build = _BUILDERS[workload]
+    except KeyError:
+        raise ValueError(f"{workload!r} is not a timed workload ({', '.join(TIMED)})") from None
+    return build(engine, sizes, verify)
 
 
 def binary_op_expected(steps: int, x0: float = 1.0, a: float = 0.5, b: float = 0.25) -> float:
@@ -320,6 +418,61 @@ def _binary_op_case(engine: Engine, steps: int) -> Case:
                 release=kept.clear)
 
 
+# ---- leaves ----
+
+LEAF_ROW = 64  # floats per row of leaf-map: an input row of a 64-feature model (8x8 digits)
+
+
+def _leaf_case(workload: str, engine: Engine, n: int) -> Case:
+    """leaf: `Value(x)` in a loop; leaf-map: `list(map(Value, row))` per 64-float row;
+    leaf-numpy: `Value(np.float64(x))`. Each leaf is made and dropped inside the timed region
+    (the last one is kept for check())."""
+    Value = engine.Value
+    rng = random.Random(n)
+    n -= n % LEAF_ROW
+    xs = [rng.uniform(-1, 1) for _ in range(n)]
+    inputs: list[Any] = xs
+    if workload == "leaf-numpy":
+        try:
+            import numpy as np
+        except ImportError:
+            raise WorkloadUnavailable("numpy is not installed") from None
+        inputs = [np.float64(x) for x in xs]
+    rows = [xs[i:i + LEAF_ROW] for i in range(0, n, LEAF_ROW)]
+    kept: list[Any] = []  # the last leaf (or row): check() reads it, release() drops it
+
+    def run_map() -> None:
+        for row in rows:
+            leaves = list(map(Value, row))
+        kept.append(leaves)
+
+    def run_calls() -> None:
+        for x in inputs:
+            v = Value(x)
+        kept.append(v)
+
+    def check() -> Result:
+        last = kept[-1] if workload == "leaf-map" else [kept[-1]]
+        expected = rows[-1] if workload == "leaf-map" else [xs[-1]]
+        return dict(data_ok=[float(v.data) for v in last] == expected,
+                    grads=sorted({engine.grad_of(v) for v in last}))
+
+    run = run_map if workload == "leaf-map" else run_calls
+    return Case(workload, engine, n, None, run, check, extra=dict(leaves=n),
+                release=kept.clear)
+
+
+# ---- backward, one graph shape per row (each round: a fresh graph built in setup) ----
+
+
+def _balanced_sum(xs: list[Any]) -> Any:
+    """xs added pairwise, level by level: depth log2(len(xs)), not len(xs)."""
+    while len(xs) > 1:
+        pairs = [xs[i] + xs[i + 1] for i in range(0, len(xs) - 1, 2)]
+        xs = pairs + ([xs[-1]] if len(xs) % 2 else [])
+    return xs[0]
+
+
 def build_backward_graph(engine: Engine, width: int,
                          layers: int) -> tuple[Any, list[Any], Any, int]:
     """A wide, shallow graph: `layers` layers of y_i = (x_i + x_{i+1 mod width}) * h over
@@ -336,55 +489,517 @@ def build_backward_graph(engine: Engine, width: int,
     xs = leaves
     for _ in range(layers):
         xs = [(xs[i] + xs[(i + 1) % width]) * h for i in range(width)]
-    while len(xs) > 1:  # balanced sum: depth log2(width), not width
-        pairs = [xs[i] + xs[i + 1] for i in range(0, len(xs) - 1, 2)]
-        xs = pairs + ([xs[-1]] if len(xs) % 2 else [])
     nodes = width + 1 + 2 * width * layers + (width - 1)
-    return xs[0], leaves, h, nodes
+    return _balanced_sum(xs), leaves, h, nodes
 
 
-def _backward_case(engine: Engine, width: int, layers: int) -> Case:
-    graph: dict[str, Any] = {}  # this round's graph; released before setup() builds the next
-    nodes = width + 1 + 2 * width * layers + (width - 1)
+def build_tree_graph(engine: Engine, n: int) -> tuple[Any, list[Any], int]:
+    """A balanced tree over n leaves (a multiple of 4): products of pairs, products of those
+    pairs, then a balanced sum. For each group (a, b, c, d): d out / d a = b * (c * d),
+    d out / d c = d * (a * b), and so on -- one contribution per leaf, so every engine gets
+    those floats exactly. Returns (out, leaves, node_count)."""
+    Value = engine.Value
+    rng = random.Random(n)
+    leaves = [Value(rng.uniform(-1, 1)) for _ in range(n)]
+    pairs = [leaves[i] * leaves[i + 1] for i in range(0, n, 2)]
+    quads = [pairs[i] * pairs[i + 1] for i in range(0, len(pairs), 2)]
+    nodes = n + n // 2 + n // 4 + (n // 4 - 1)
+    return _balanced_sum(quads), leaves, nodes
+
+
+def tree_grads_expected(data: Sequence[float]) -> list[float]:
+    """The leaf gradients of build_tree_graph's graph over leaves with these values."""
+    grads: list[float] = []
+    for i in range(0, len(data), 4):
+        a, b, c, d = data[i:i + 4]
+        grads += [b * (c * d), a * (c * d), d * (a * b), c * (a * b)]
+    return grads
+
+
+def build_fanout_graph(engine: Engine, n: int) -> tuple[Any, Any, list[Any], int]:
+    """One leaf x used by every product x * w_i (n fresh leaves w_i), then a balanced sum:
+    x has n parents, so its gradient is n contributions into one place. d out / d w_i = x
+    exactly, d out / d x = sum(w). Returns (out, x, ws, node_count)."""
+    Value = engine.Value
+    rng = random.Random(n)
+    x = Value(0.75)
+    ws = [Value(rng.uniform(-1, 1)) for _ in range(n)]
+    nodes = 1 + n + n + (n - 1)
+    return _balanced_sum([x * w for w in ws]), x, ws, nodes
+
+
+def build_chain_graph(engine: Engine, steps: int) -> tuple[Any, Any, Any, int]:
+    """The chain x = x * a + b (x0 = 1, a = 0.5, b = 0.25), `steps` times: depth 2 * steps.
+    Returns (out, a, b, node_count)."""
+    Value = engine.Value
+    a, b = Value(0.5), Value(0.25)
+    x = Value(1.0)
+    for _ in range(steps):
+        x = x * a + b
+    return x, a, b, 2 * steps + 3
+
+
+def chain_grads_expected(steps: int) -> tuple[float, float]:
+    """(d out / d a, d out / d b) of build_chain_graph's chain, summed top-down (the only order
+    a chain allows, so every engine adds the same floats in the same order)."""
+    xs = [1.0]
+    for _ in range(steps - 1):
+        xs.append(xs[-1] * 0.5 + 0.25)
+    ga = gb = 0.0
+    g = 1.0  # d out / d x_k, from the top
+    for k in range(steps - 1, -1, -1):
+        gb += g
+        ga += xs[k] * g
+        g = 0.5 * g
+    return ga, gb
+
+
+# bytes of C stack for upstream micrograd's recursive topological sort (one nested Python call
+# per node of depth; reserved address space, touched only as deep as the recursion goes)
+DEEP_STACK = 512 * 2**20
+
+
+def call_deep(fn: Callable[[], None], depth: int) -> None:
+    """fn() in a thread whose stack and recursion limit fit `depth` nested Python calls.
+
+    Upstream micrograd's backward() sorts the graph recursively, so as users run it a chain
+    deeper than ~1,000 nodes is a RecursionError (see deepest-chain); this is how it can run
+    the backward-chain row at all. The limit is restored afterwards."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:  # re-raised in the calling thread
+            errors.append(exc)
+
+    old_limit = sys.getrecursionlimit()
+    old_stack = threading.stack_size(DEEP_STACK)
+    sys.setrecursionlimit(max(old_limit, depth + 1_000))
+    try:
+        thread = threading.Thread(target=target, name="deep-backward")
+        thread.start()
+        thread.join()
+    finally:
+        threading.stack_size(old_stack)
+        sys.setrecursionlimit(old_limit)
+    if errors:
+        raise errors[0]
+
+
+def _graph_case(workload: str, engine: Engine, nodes: int, build: Callable[[], Result],
+                check: Callable[[Result], Result], extra: Result, depth: int = 0) -> Case:
+    """A backward Case: setup() builds a fresh graph (build() returns a dict with its output
+    under "out"), run() calls out.backward(), check(graph) reports what it computed. depth: the
+    graph's depth, when upstream's recursive backward() needs call_deep for it."""
+    graph: Result = {}  # this round's graph; released before setup() builds the next
 
     def setup() -> None:
-        out, leaves, h, _ = build_backward_graph(engine, width, layers)
-        graph.update(out=out, leaves=leaves, h=h)
+        graph.update(build())
 
     def run() -> None:
         graph["out"].backward()
 
-    def check() -> Result:
+    def run_deep() -> None:
+        call_deep(graph["out"].backward, depth)
+
+    deep = depth > 500 and engine.recursive
+    if deep:
+        extra = dict(extra, deep_thread=f"recursion limit {depth + 1_000:,}, "
+                     f"{DEEP_STACK >> 20} MiB stack")
+    return Case(workload, engine, nodes, setup, run_deep if deep else run,
+                lambda: check(graph), extra=extra, release=graph.clear)
+
+
+def _backward_layered_case(engine: Engine, width: int, layers: int) -> Case:
+    nodes = width + 1 + 2 * width * layers + (width - 1)
+
+    def build() -> Result:
+        out, leaves, h, _ = build_backward_graph(engine, width, layers)
+        return dict(out=out, leaves=leaves, h=h)
+
+    def check(graph: Result) -> Result:
         leaves, h = graph["leaves"], graph["h"]
         total = sum(float(v.data) for v in leaves)
-        return dict(leaf_grads=sorted({float(v.grad) for v in leaves}),
-                    h_grad=float(h.grad), h_grad_expected=2 * layers * total)
+        return dict(leaf_grads=sorted({engine.grad_of(v) for v in leaves}),
+                    h_grad=engine.grad_of(h), h_grad_expected=2 * layers * total)
 
-    return Case("backward", engine, nodes, setup, run, check,
-                extra=dict(width=width, layers=layers), release=graph.clear)
+    return _graph_case("backward-layered", engine, nodes, build, check,
+                       dict(width=width, layers=layers))
 
 
-def _demo_case(engine: Engine, points: int, verify: bool = True) -> Case:
-    X, y = demo.make_moons(n_samples=points, seed=1337)
+def _grad_mismatches(engine: Engine, leaves: Sequence[Any], expected: Sequence[float]) -> int:
+    return sum(not math.isclose(engine.grad_of(v), e, rel_tol=1e-12, abs_tol=1e-300)
+               for v, e in zip(leaves, expected))
+
+
+def _backward_tree_case(engine: Engine, n: int) -> Case:
+    nodes = n + n // 2 + n // 4 + (n // 4 - 1)
+
+    def build() -> Result:
+        out, leaves, _ = build_tree_graph(engine, n)
+        return dict(out=out, leaves=leaves)
+
+    def check(graph: Result) -> Result:
+        leaves = graph["leaves"]
+        expected = tree_grads_expected([float(v.data) for v in leaves])
+        return dict(leaves=len(leaves), grad_mismatches=_grad_mismatches(engine, leaves, expected))
+
+    return _graph_case("backward-tree", engine, nodes, build, check, dict(leaves=n))
+
+
+def _backward_chain_case(engine: Engine, chain_nodes: dict[str, int]) -> Case:
+    steps = chain_nodes[engine.kind] // 2
+    nodes = 2 * steps + 3
+
+    def build() -> Result:
+        out, a, b, _ = build_chain_graph(engine, steps)
+        return dict(out=out, a=a, b=b)
+
+    def check(graph: Result) -> Result:
+        ga, gb = chain_grads_expected(steps)
+        return dict(data=float(graph["out"].data), data_expected=binary_op_expected(steps),
+                    a_grad=engine.grad_of(graph["a"]), a_grad_expected=ga,
+                    b_grad=engine.grad_of(graph["b"]), b_grad_expected=gb)
+
+    return _graph_case("backward-chain", engine, nodes, build, check, dict(nodes=nodes),
+                       depth=nodes)
+
+
+def _backward_fanout_case(engine: Engine, n: int) -> Case:
+    nodes = 1 + n + n + (n - 1)
+
+    def build() -> Result:
+        out, x, ws, _ = build_fanout_graph(engine, n)
+        return dict(out=out, x=x, ws=ws)
+
+    def check(graph: Result) -> Result:
+        ws = graph["ws"]
+        return dict(w_grads=sorted({engine.grad_of(w) for w in ws}),
+                    x_data=float(graph["x"].data), x_grad=engine.grad_of(graph["x"]),
+                    x_grad_expected=math.fsum(float(w.data) for w in ws))
+
+    return _graph_case("backward-fanout", engine, nodes, build, check, dict(fanout=n))
+
+
+def _demo_model(engine: Engine) -> Any:
+    """The demo's MLP(2, [16, 16, 1]), 337 parameters, micrograd's weights for seed 1337."""
     random.seed(1337)
-    model = engine.nn.MLP(2, [16, 16, 1])
+    return engine.nn.MLP(2, [16, 16, 1])
+
+
+def _backward_mlp_case(engine: Engine, points: int) -> Case:
+    X, y = demo.make_moons(n_samples=points, seed=1337)
+
+    def build() -> Result:
+        model = _demo_model(engine)  # fresh parameters: their grads start at 0 every round
+        loss, _ = demo.svm_loss(model, X, y, engine.const)
+        return dict(out=loss, params=model.parameters())
+
+    def check(graph: Result) -> Result:
+        params = graph["params"]
+        return dict(loss=float(graph["out"].data), parameters=len(params),
+                    grad_sq_sum=math.fsum(engine.grad_of(p) ** 2 for p in params))
+
+    return _graph_case("backward-mlp", engine, 1, build, check, dict(points=points))
+
+
+# ---- training steps ----
+
+
+def _demo_case(engine: Engine, points: int, verify: bool = True,
+               workload: str = "demo-step") -> Case:
+    X, y = demo.make_moons(n_samples=points, seed=1337)
+    model = _demo_model(engine)
     Value = engine.const
     first_loss = None
     if verify:  # the loss before any step: the same on every engine (same seed, same weights)
         first_loss = float(demo.svm_loss(model, X, y, Value)[0].data)
-    state = dict(k=0, loss=math.nan)
+    losses: list[float] = []  # every round's loss (the first one is the loss before training)
     steps = 100  # the demo's learning-rate schedule; rounds past 100 keep the last rate
 
     def run() -> None:
-        k = min(int(state["k"]), steps - 1)
-        state["loss"], _ = demo.train_step(model, X, y, Value, k, steps)
-        state["k"] += 1
+        k = min(len(losses), steps - 1)
+        losses.append(demo.train_step(model, X, y, Value, k, steps)[0])
 
     def check() -> Result:
-        return dict(first_loss=first_loss, last_loss=float(state["loss"]),
+        return dict(first_loss=first_loss, first_step_loss=float(losses[0]),
+                    last_loss=float(losses[-1]), parameters=len(model.parameters()))
+
+    return Case(workload, engine, 1, None, run, check, extra=dict(points=points))
+
+
+def _fast_module(name: str) -> Any:
+    """micrograd_fast.<name> when it exists (an API other work adds), else None."""
+    import importlib
+
+    try:
+        return importlib.import_module(f"{__package__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.{name}":
+            raise
+        return None
+
+
+def _replay_missing() -> Optional[str]:
+    """Why demo-step-replayed cannot run here, or None when it can."""
+    try:
+        fast = load_engine("fast")
+    except EngineUnavailable as exc:
+        return str(exc)
+    if not hasattr(fast.Value, "recompute"):
+        return "micrograd_fast.engine.Value has no recompute() yet"
+    if _fast_module("optim") is None:
+        return "micrograd_fast.optim does not exist yet"
+    return None
+
+
+def _demo_replayed_case(engine: Engine, points: int, verify: bool) -> Case:
+    """The compiled engine re-evaluates one retained demo graph per step (recompute, zero_grad,
+    backward, optimizer step: no Python per node); every other engine runs its eager step, as
+    demo-step, so the ratios read 'replayed vs eager'."""
+    reason = _replay_missing()
+    if reason is not None:
+        raise WorkloadUnavailable(reason)
+    if engine.kind != "compiled":
+        case = _demo_case(engine, points, verify, workload="demo-step-replayed")
+        case.extra["mode"] = "eager"
+        return case
+    X, y = demo.make_moons(n_samples=points, seed=1337)
+    model = _demo_model(engine)
+    loss, _ = demo.svm_loss(model, X, y, engine.const)
+    params = model.parameters()
+    opt = _fast_module("optim").SGD(params, lr=1.0)  # the demo's first rate
+
+    def zero_grad() -> None:
+        for p in params:
+            p.grad = 0
+
+    opt_zero_grad = getattr(opt, "zero_grad", zero_grad)
+    losses: list[float] = []
+
+    def run() -> None:
+        loss.recompute()
+        opt_zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.data)
+
+    def check() -> Result:
+        # the first recompute() sees the untrained weights: the demo's loss before training
+        return dict(first_step_loss=float(losses[0]), last_loss=float(losses[-1]),
+                    parameters=len(params))
+
+    return Case("demo-step-replayed", engine, 1, None, run, check,
+                extra=dict(points=points, mode="replayed"))
+
+
+DIGITS_SIZES = [32, 10]  # MLP(64, DIGITS_SIZES): 64 * 32 + 32 + 32 * 10 + 10 = 2,410 parameters
+DIGITS_LR = 0.05
+
+
+@functools.lru_cache(maxsize=1)
+def load_digits_scaled() -> tuple[list[list[float]], list[int]]:
+    """scikit-learn's bundled 8x8 digits (1,797 images, no download), pixels scaled to [0, 1].
+    Loaded once (the lists are shared: do not modify them)."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as exc:
+        raise WorkloadUnavailable(f"scikit-learn does not import ({exc}): "
+                                  "pip install 'micrograd_fast[bench]'") from None
+    digits = load_digits()
+    return (digits.data / 16.0).tolist(), digits.target.tolist()
+
+
+def multiclass_hinge_loss(model: Any, X: Sequence[Sequence[float]], y: Sequence[int],
+                          Value: Any, alpha: float = 1e-4) -> Any:
+    """Multi-class SVM loss with relu only (so upstream micrograd runs it): per sample with
+    scores s and label c, sum over j != c of relu(1 + s_j - s_c); the batch mean, plus
+    alpha * L2 as the demo. The L2 term adds its 2,410 squares pairwise: as one sum() chain it
+    would be deeper than upstream's recursive backward() can go."""
+    losses = []
+    for xrow, c in zip(X, y):
+        scores = model(list(map(Value, xrow)))
+        sc = scores[c]
+        losses.append(sum((1 + sj - sc).relu() for j, sj in enumerate(scores) if j != c))
+    data_loss = sum(losses) * (1.0 / len(losses))
+    reg_loss = alpha * _balanced_sum([p * p for p in model.parameters()])
+    return data_loss + reg_loss
+
+
+def digits_train_step(model: Any, X: Sequence[Sequence[float]], y: Sequence[int], Value: Any,
+                      lr: float = DIGITS_LR) -> float:
+    """One minibatch step: forward + loss, zero_grad, backward, plain SGD. Returns the loss."""
+    loss = multiclass_hinge_loss(model, X, y, Value)
+    model.zero_grad()
+    loss.backward()
+    for p in model.parameters():
+        p.data -= lr * p.grad
+    return float(loss.data)
+
+
+def _digits_case(engine: Engine, batch: int) -> Case:
+    X, y = load_digits_scaled()
+    order = list(range(len(X)))
+    random.Random(1337).shuffle(order)
+    batches = []  # the minibatches of the first rounds, cut outside the timed region
+    for k in range(20):
+        idx = [order[(k * batch + i) % len(order)] for i in range(batch)]
+        batches.append(([X[i] for i in idx], [y[i] for i in idx]))
+    random.seed(1337)
+    model = engine.nn.MLP(64, DIGITS_SIZES)
+    losses: list[float] = []  # every round's loss (the first: before any update)
+
+    def run() -> None:
+        Xb, yb = batches[len(losses) % len(batches)]
+        losses.append(digits_train_step(model, Xb, yb, engine.const))
+
+    def check() -> Result:
+        return dict(first_step_loss=losses[0], last_loss=losses[-1],
                     parameters=len(model.parameters()))
 
-    return Case("demo-step", engine, 1, None, run, check, extra=dict(points=points))
+    return Case("digits-step", engine, 1, None, run, check, extra=dict(batch=batch))
+
+
+# ---- parameter loops ----
+
+
+def _param_setup(engine: Engine, params: Sequence[Any]) -> tuple[list[float], list[float]]:
+    """The parameters' data now and fixed gradients in [-1, 1]: the state every round starts in."""
+    rng = random.Random(len(params))
+    return [float(p.data) for p in params], [rng.uniform(-1, 1) for _ in params]
+
+
+def sgd_expected(data: Sequence[float], grads: Sequence[float], lr: float,
+                 reps: int) -> list[float]:
+    """Each parameter after `reps` plain SGD updates p.data -= lr * p.grad (grads fixed)."""
+    out = []
+    for d, g in zip(data, grads):
+        for _ in range(reps):
+            d -= lr * g
+        out.append(d)
+    return out
+
+
+def _sgd_case(workload: str, engine: Engine, reps: int) -> Case:
+    """param-loop: `for p in params: p.data -= lr * p.grad`, `reps` times per round;
+    optimizer-step: micrograd_fast.optim.SGD.step() (torch: torch.optim.SGD) `reps` times,
+    against the same loop on the engines without an optimizer."""
+    model = _demo_model(engine)
+    params = model.parameters()
+    data, grads = _param_setup(engine, params)
+    lr = 0.01
+    step: Optional[Callable[[], Any]] = None
+    if workload == "optimizer-step":
+        optim = _fast_module("optim")
+        if optim is None:
+            raise WorkloadUnavailable("micrograd_fast.optim does not exist yet")
+        if engine.kind == "compiled":
+            step = optim.SGD(params, lr=lr).step
+        elif engine.kind == "torch":
+            import torch
+
+            step = torch.optim.SGD(params, lr=lr).step
+
+    def setup() -> None:
+        for p, d, g in zip(params, data, grads):
+            engine.set_param(p, d, g)
+
+    def run_loop() -> None:
+        for _ in range(reps):
+            for p in params:
+                p.data -= lr * p.grad
+
+    def run_step() -> None:
+        assert step is not None
+        for _ in range(reps):
+            step()
+
+    def check() -> Result:
+        expected = sgd_expected(data, grads, lr, reps)
+        got = [float(p.data) for p in params]
+        pairs = list(zip(got, expected))
+        return dict(parameters=len(params), exact_mismatches=sum(a != b for a, b in pairs),
+                    max_rel_err=max(abs(a - b) / max(abs(b), 1e-300) for a, b in pairs))
+
+    count = reps if workload == "param-loop" else reps * len(params)
+    return Case(workload, engine, count, setup, run_loop if step is None else run_step, check,
+                extra=dict(parameters=len(params), reps=reps,
+                           mode="loop" if step is None else "optimizer"))
+
+
+def _zero_grad_case(engine: Engine, reps: int) -> Case:
+    """model.zero_grad() on the demo model, `reps` times per round (grads set to 1 in setup)."""
+    model = _demo_model(engine)
+    params = model.parameters()
+
+    def setup() -> None:
+        for p in params:
+            engine.set_param(p, float(p.data), 1.0)
+
+    def run() -> None:
+        for _ in range(reps):
+            model.zero_grad()
+
+    def check() -> Result:
+        return dict(parameters=len(params),
+                    nonzero_grads=sum(engine.grad_of(p) != 0.0 for p in params))
+
+    return Case("zero-grad", engine, reps, setup, run, check,
+                extra=dict(parameters=len(params), reps=reps))
+
+
+# ---- teardown ----
+
+
+def _teardown_case(engine: Engine, width: int, layers: int) -> Case:
+    """Freeing a step's graph (backward_layered's graph, forward and backward done in setup):
+    run() drops the one reference setup() handed over. Upstream's graphs are reference cycles
+    that only the collector frees, so for upstream run() also calls gc.collect()."""
+    nodes = width + 1 + 2 * width * layers + (width - 1)
+    holder: Result = {}  # the graph's only reference, from setup() to run()
+    probe: list[Any] = []  # a weak reference to the graph's output: freed or not
+
+    def setup() -> None:
+        out, leaves, h, _ = build_backward_graph(engine, width, layers)
+        out.backward()
+        probe[:] = [weakref.ref(out)]
+        holder["graph"] = (out, leaves, h)
+
+    def run() -> None:
+        holder.clear()
+        if engine.cyclic:
+            gc.collect()
+
+    def check() -> Result:
+        return dict(freed=bool(probe) and probe[0]() is None, nodes=nodes)
+
+    return Case("teardown", engine, nodes, setup, run, check,
+                extra=dict(width=width, layers=layers,
+                           freed_by="gc.collect()" if engine.cyclic else "reference counting"),
+                release=holder.clear)
+
+
+# workload -> builder(engine, sizes, verify): the Case of every timed workload
+_BUILDERS: dict[str, Callable[[Engine, dict[str, Any], bool], Case]] = {
+    "binary-op": lambda e, s, v: _binary_op_case(e, s["binop_steps"]),
+    "leaf": lambda e, s, v: _leaf_case("leaf", e, s["leaves"]),
+    "leaf-map": lambda e, s, v: _leaf_case("leaf-map", e, s["leaves"]),
+    "leaf-numpy": lambda e, s, v: _leaf_case("leaf-numpy", e, s["leaves"]),
+    "backward-layered": lambda e, s, v: _backward_layered_case(e, s["bw_width"], s["bw_layers"]),
+    "backward-tree": lambda e, s, v: _backward_tree_case(e, s["tree_leaves"]),
+    "backward-chain": lambda e, s, v: _backward_chain_case(e, s["chain_nodes"]),
+    "backward-fanout": lambda e, s, v: _backward_fanout_case(e, s["fanout"]),
+    "backward-mlp": lambda e, s, v: _backward_mlp_case(e, s["demo_points"]),
+    "demo-step": lambda e, s, v: _demo_case(e, s["demo_points"], v),
+    "demo-step-replayed": lambda e, s, v: _demo_replayed_case(e, s["demo_points"], v),
+    "digits-step": lambda e, s, v: _digits_case(e, s["digits_batch"]),
+    "param-loop": lambda e, s, v: _sgd_case("param-loop", e, s["reps"]),
+    "zero-grad": lambda e, s, v: _zero_grad_case(e, s["reps"]),
+    "optimizer-step": lambda e, s, v: _sgd_case("optimizer-step", e, s["reps"]),
+    "teardown": lambda e, s, v: _teardown_case(e, s["bw_width"], s["bw_layers"]),
+}
+assert set(_BUILDERS) == set(TIMED), "every timed workload needs a builder"
 
 
 # ---- memory and deepest chain: measured in fresh subprocesses ----
@@ -597,6 +1212,8 @@ def run_all(engines: Iterable[str], size: str = "default", rounds: Optional[dict
     if budget is None:
         budget = BUDGET_S.get(size, 0.0)
     present, absent = available_engines(engines)
+    workloads = list(workloads)
+    _preload(workloads)
     results: dict[str, Result] = {}
     with frozen_heap():  # the collector sees only the benchmark's objects
         for workload in workloads:
@@ -644,29 +1261,58 @@ def run_all(engines: Iterable[str], size: str = "default", rounds: Optional[dict
     )
 
 
+def _preload(workloads: Sequence[str]) -> None:
+    """Import what the workloads load lazily (numpy, scikit-learn and its data) before the heap
+    is frozen: objects created later are seen by every collection, and scipy's alone would make
+    each of upstream's gc.collect() calls tens of milliseconds slower."""
+    if "leaf-numpy" in workloads:
+        with contextlib.suppress(ImportError):
+            import numpy  # noqa: F401
+    if "digits-step" in workloads:
+        with contextlib.suppress(WorkloadUnavailable):
+            load_digits_scaled()
+
+
 def _run_timed(workload: str, present: dict[str, Engine], sizes: dict[str, Any],
                rounds: dict[str, int], budget: float, min_rounds: int, entry: Result) -> None:
-    cases = {name: make_case(workload, engine, sizes, verify=False)
-             for name, engine in present.items()}
-    runs: dict[str, list[float]] = {name: [] for name in cases}
-    spent = {name: 0.0 for name in cases}
+    cases: dict[str, Case] = {}
+    for name, engine in present.items():
+        try:
+            cases[name] = make_case(workload, engine, sizes, verify=False)
+        except WorkloadUnavailable as exc:
+            entry.setdefault("skipped", {})[name] = str(exc)
+        except Exception as exc:  # reported, not fatal: the other engines still count
+            entry.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+    names = list(cases)
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    spent = {name: 0.0 for name in names}
     checks: dict[str, Result] = {}
-    for r in range(max(rounds[name] for name in cases) if cases else 0):
-        for name, case in cases.items():
-            if r >= rounds[name] or (r >= min_rounds and spent[name] > budget):
+    for r in range(max(rounds[name] for name in names) if names else 0):
+        # rounds interleave across engines, and the order turns every round: no engine always
+        # runs right after the same one (say, after upstream's garbage-heavy rounds)
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            case = cases.get(name)
+            if case is None or r >= rounds[name] or (r >= min_rounds and spent[name] > budget):
                 continue
             begin = time.perf_counter()
-            case.setup()
-            start = time.perf_counter()
-            case.run()
-            end = time.perf_counter()
-            checks[name] = case.check()
+            try:
+                case.setup()
+                start = time.perf_counter()
+                case.run()
+                end = time.perf_counter()
+                checks[name] = case.check()
+            except Exception as exc:  # reported, not fatal: the other engines still count
+                entry.setdefault("errors", {})[name] = f"{type(exc).__name__}: {exc}"
+                del cases[name]
+                case.release()
+                continue
             case.release()  # the next engine's timed region must not collect this graph
             spent[name] += time.perf_counter() - begin  # the budget counts the untimed parts too
             runs[name].append(case.per_unit(end - start))
     for name, case in cases.items():
         entry["engines"][name] = dict(best=min(runs[name]), median=statistics.median(runs[name]),
-                                      runs=runs[name], extra=dict(case.extra, **checks[name]))
+                                      runs=runs[name], count=case.count,
+                                      extra=dict(case.extra, **checks[name]))
         entry["count"] = case.count
 
 
@@ -700,8 +1346,23 @@ def format_table(report: Result) -> str:
         lines.append("skipped: " + "; ".join(missing))
     header = ["workload", "unit", "engine", "best", "median"] + [f"vs {b}" for b in BASELINES]
     rows: list[list[str]] = []
+    notes: list[str] = []
     for workload, entry in report["results"].items():
-        for name, result in entry["engines"].items():
+        skipped = entry.get("skipped", {})
+        if not entry["engines"]:  # ran nowhere: one line under the table, not a row per engine
+            reasons = sorted(set(skipped.values()))
+            if reasons:
+                notes.append(f"{workload}: not run: {'; '.join(reasons)}")
+            continue
+        names = sorted(set(entry["engines"]) | set(skipped),
+                       key=lambda n: ENGINES.index(n) if n in ENGINES else len(ENGINES))
+        for name in names:
+            result = entry["engines"].get(name)
+            if result is None:
+                rows.append([workload, entry["unit"], name, "n/a", "n/a"]
+                            + ["-"] * len(BASELINES))
+                notes.append(f"{workload} on {name}: n/a: {skipped[name]}")
+                continue
             best, median = _num(result["best"]), _num(result["median"])
             if workload == "deepest-chain" and result["best"] == 0:
                 best = median = "<1,000"  # failed on the shortest chain tried
@@ -710,6 +1371,7 @@ def format_table(report: Result) -> str:
                 ratio = result["ratios"].get(base)
                 row.append("-" if ratio is None else _ratio(ratio))
             rows.append(row)
+        notes += _workload_notes(workload, entry)
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
     left = 3  # workload, unit, engine are left-aligned; numbers right-aligned
 
@@ -725,15 +1387,46 @@ def format_table(report: Result) -> str:
         last = row[0]
         lines.append(fmt(row))
     lines += ["", "ratios: baseline's best / engine's best (x times faster, or smaller for B/node)"]
+    lines += notes
     if "deepest-chain" in report["results"]:
         lines.append("deepest-chain: the longest chain (nodes, by decades from 10^3) that "
                      "backward() ran on; the search ended at:")
     for name, result in report["results"].get("deepest-chain", {}).get("engines", {}).items():
         lines.append(f"  {name}: {result['extra']['stopped']}")
-    for workload, entry in report["results"].items():
-        for name, error in entry.get("errors", {}).items():
-            lines.append(f"  {workload} on {name} failed: {error}")
+    errors = [f"  {workload} on {name}: {error}" for workload, entry in report["results"].items()
+              for name, error in entry.get("errors", {}).items()]
+    if errors:
+        lines += ["failed:"] + errors
     return "\n".join(lines)
+
+
+# what a reader of the table must know about a row, printed under it when the workload ran
+NOTES = {
+    "backward-chain": "upstream micrograd's backward() recurses once per node of depth: it runs "
+                      "this row in a thread with a raised recursion limit and a big stack (as "
+                      "users run it, it fails past ~1,000 nodes: see deepest-chain)",
+    "backward-mlp": "each engine's own graph of the demo's loss: micrograd_fast's nn makes "
+                    "w·x + b one node where micrograd makes 2n",
+    "demo-step-replayed": "micrograd_fast replays one retained graph (recompute, zero_grad, "
+                          "backward, optimizer step); the other engines run their eager step",
+    "optimizer-step": "micrograd_fast.optim.SGD and torch.optim.SGD; the other engines run the "
+                      "SGD loop of param-loop",
+    "teardown": "upstream micrograd's graphs are reference cycles: its time is the "
+                "gc.collect() that frees them",
+}
+
+
+def _workload_notes(workload: str, entry: Result) -> list[str]:
+    notes = [f"{workload}: {NOTES[workload]}"] if workload in NOTES else []
+    counts: dict[int, list[str]] = {}
+    for name, result in entry["engines"].items():
+        if "count" in result:
+            counts.setdefault(result["count"], []).append(name)
+    if len(counts) > 1:  # per-unit numbers over different sizes: say which
+        what = entry["unit"].split("/", 1)[1] + "s"
+        notes.append(f"{workload}: " + "; ".join(
+            f"{count:,} {what} for {', '.join(names)}" for count, names in counts.items()))
+    return notes
 
 
 def plot_ratios(report: Result, path: str | os.PathLike[str],
@@ -749,7 +1442,7 @@ def plot_ratios(report: Result, path: str | os.PathLike[str],
     workloads = [w for w, e in report["results"].items()
                  if e["unit"] != "nodes" and baseline in e["engines"]]
     engines = [n for n in ENGINES if any(n in report["results"][w]["engines"] for w in workloads)]
-    fig, ax = plt.subplots(figsize=(1.8 + 1.9 * len(workloads), 4.5))
+    fig, ax = plt.subplots(figsize=(2.5 + 1.25 * len(workloads), 5.0))
     width = 0.8 / max(len(engines), 1)
     for i, name in enumerate(engines):
         xs: list[float] = []
@@ -760,11 +1453,13 @@ def plot_ratios(report: Result, path: str | os.PathLike[str],
                 xs.append(j + (i - (len(engines) - 1) / 2) * width)
                 ys.append(ratio[baseline])
         bars = ax.bar(xs, ys, width, label=name)
-        ax.bar_label(bars, labels=[_ratio(y) for y in ys], fontsize=7, padding=1)
+        ax.bar_label(bars, labels=[_ratio(y) for y in ys], fontsize=6, padding=1,
+                     rotation=90)
     ax.set_yscale("log")
     ax.axhline(1.0, color="k", linewidth=0.8)
     ax.set_xticks(range(len(workloads)),
-                  [f"{w}\n({report['results'][w]['unit']})" for w in workloads])
+                  [f"{w}\n({report['results'][w]['unit']})" for w in workloads], fontsize=8,
+                  rotation=30, ha="right", rotation_mode="anchor")
     ax.set_ylabel(f"x better than {baseline} (log)")
     m = report["machine"]
     ax.set_title(f"micrograd_fast bench: ratio to {baseline} -- {m['cpu']}, {m['cores']} cores, "
@@ -802,11 +1497,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--plot", metavar="PATH",
                         help="also save a PNG of the ratios to micrograd-gcoff (needs matplotlib)")
     parser.add_argument("--workloads", nargs="+", metavar="WORKLOAD",
-                        help=f"workloads to run (default: {', '.join(WORKLOADS)})")
+                        help=f"workloads to run (default: all of {', '.join(WORKLOADS)}); "
+                        + "; ".join(f"{g} = all {'/'.join(ws)}" for g, ws in GROUPS.items()))
     parser.add_argument("--size", choices=sorted(SIZES), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     engines = _split(args.engines) or list(ENGINES)
-    workloads = _split(args.workloads) or list(WORKLOADS)
+    workloads = [w for name in _split(args.workloads) for w in GROUPS.get(name, (name,))]
+    workloads = list(dict.fromkeys(workloads)) or list(WORKLOADS)  # in the order given
     for name in engines:
         if name not in ENGINES:
             parser.error(f"unknown engine {name!r} (choose from {', '.join(ENGINES)})")
