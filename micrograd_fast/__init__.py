@@ -5,12 +5,15 @@
 """
 __version__ = "0.1.0"
 
-from .engine import BACKEND, Value, dot, sum_values  # noqa: E402
+from .engine import (BACKEND, Value, assign, dot, enable_grad, is_grad_enabled,  # noqa: E402
+                     no_grad, sum_values, zero_grads)
+from . import optim  # noqa: E402
 from .checks import gradcheck  # noqa: E402
 from .dropin import install_as_micrograd, uninstall_as_micrograd  # noqa: E402
 from .viz import draw_dot  # noqa: E402
 
 __all__ = [
     "BACKEND", "Value", "dot", "sum_values", "draw_dot", "gradcheck",
+    "assign", "zero_grads", "no_grad", "enable_grad", "is_grad_enabled", "optim",
     "install_as_micrograd", "uninstall_as_micrograd", "__version__",
 ]

@@ -32,9 +32,11 @@ BACKEND: Literal["cython", "python"]  # which engine is active
 if TYPE_CHECKING:
     # type checkers see the compiled engine's API (micrograd_fast/_engine.pyi); the reference
     # engine has the same one
-    from ._engine import Value, dot, layer, sum_values
+    from ._engine import (Value, assign, dot, enable_grad, is_grad_enabled, layer, no_grad,
+                          sum_values, zero_grads)
 elif os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
-    from .reference import Value, dot, layer, sum_values
+    from .reference import (Value, assign, dot, enable_grad, is_grad_enabled, layer, no_grad,
+                            sum_values, zero_grads)
 
     BACKEND = "python"
 else:
@@ -48,6 +50,10 @@ else:
         ) from exc
     Value, dot, layer, sum_values = (
         _compiled.Value, _compiled.dot, _compiled.layer, _compiled.sum_values)
+    assign, zero_grads = _compiled.assign, _compiled.zero_grads
+    no_grad, enable_grad, is_grad_enabled = (
+        _compiled.no_grad, _compiled.enable_grad, _compiled.is_grad_enabled)
     BACKEND = "cython"
 
-__all__ = ["BACKEND", "Value", "dot", "layer", "sum_values"]
+__all__ = ["BACKEND", "Value", "assign", "dot", "enable_grad", "is_grad_enabled", "layer",
+           "no_grad", "sum_values", "zero_grads"]

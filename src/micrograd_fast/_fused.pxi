@@ -96,7 +96,7 @@ cdef object _dot(object ws, object xs, object bias):
         acc = acc + nodes[w].data * nodes[x].data
     else:
         nodes[b].nref += 1
-        return _own(out, _ext_node(OP_DOT, acc, ext, 2 * n + 1))
+        return _own(out, _op_ext(OP_DOT, acc, ext, 2 * n + 1))
     # not all Values (numbers among them), or one without a node: undo the pairs done
     for j in range(k):
         nodes[ext.child[1 + j]].nref -= 1
@@ -127,7 +127,7 @@ cdef object _dot_general(object wseq, object xseq, Py_ssize_t n, object bias):
     acc = nodes[ib].data
     for k in range(n):
         acc = acc + nodes[<Py_ssize_t>wpart[k]].data * nodes[<Py_ssize_t>xpart[k]].data
-    return _own(out, _fused(OP_DOT, acc, [ib] + wpart + xpart))
+    return _own(out, _op_fused(OP_DOT, acc, [ib] + wpart + xpart))
 
 
 def sum_values(values, start=0):
@@ -145,4 +145,4 @@ def sum_values(values, start=0):
     acc = nodes[<Py_ssize_t>children[0]].data
     for k in range(1, len(children)):
         acc = acc + nodes[<Py_ssize_t>children[k]].data
-    return _own(out, _fused(OP_SUM, acc, children))
+    return _own(out, _op_fused(OP_SUM, acc, children))
