@@ -54,7 +54,10 @@ def layer(neurons, x, neuron_type):
         nonlin = PyDict_GetItemWithError(d, "nonlin")
         act = _dot(<object>w if w != NULL else n.w, x, <object>b if b != NULL else n.b)
         if (<object>nonlin if nonlin != NULL else n.nonlin):
-            act = _own(_fresh(), _unary(<Value>act, OP_RELU))
+            if _grad_off():  # act is a new leaf only this call holds: relu in place
+                _relu_leaf(<Value>act)
+            else:
+                act = _own(_fresh(), _unary(<Value>act, OP_RELU))
         out.append(act)
     return out
 
@@ -74,6 +77,8 @@ cdef object _dot(object ws, object xs, object bias):
     # the neuron's case, all Values: one pass checks each pair, writes the child block and sums
     out = _fresh()  # may run Python code (a GC pass): before the items and indices are read
     _reserve_slots(1)
+    if _grad_off() and _dot_leaf(out, wseq, xseq, (<Value>bias)._i):
+        return out
     n = min(len(wseq), len(xseq))
     wv = PySequence_Fast_ITEMS(wseq)
     xv = PySequence_Fast_ITEMS(xseq)

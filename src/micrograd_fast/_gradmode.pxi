@@ -82,6 +82,34 @@ cdef Py_ssize_t _op_ext(unsigned int op, double data, mgf_ext* ext,
     return i
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef bint _dot_leaf(Value out, object wseq, object xseq, Py_ssize_t b) except -1:
+    """dot()'s all-Values case under no_grad: bind out to a leaf holding the sum (as _dot sums:
+    left to right from the bias) and return True; False (nothing made) when an item is not a
+    Value with a node -- _dot's general path then does it."""
+    cdef Py_ssize_t n = min(len(wseq), len(xseq)), k, w, x
+    cdef PyObject** wv = PySequence_Fast_ITEMS(wseq)
+    cdef PyObject** xv = PySequence_Fast_ITEMS(xseq)
+    cdef double acc = nodes[b].data
+    for k in range(n):
+        if not (isinstance(<object>wv[k], Value) and isinstance(<object>xv[k], Value)):
+            return False
+        w = (<Value>wv[k])._i
+        x = (<Value>xv[k])._i
+        if w == 0 or x == 0:
+            return False
+        acc = acc + nodes[w].data * nodes[x].data
+    _own(out, _new_node(OP_LEAF, acc, 0, 0))
+    return True
+
+
+cdef inline void _relu_leaf(Value v) noexcept:
+    # relu of a leaf nobody else holds, in place: the number _unary's relu would give
+    cdef double x = nodes[v._i].data
+    nodes[v._i].data = 0.0 if x < 0 else x
+
+
 cdef bint _set_grad_enabled_c(bint mode) noexcept:
     """Set this thread's grad mode; return the previous one."""
     global _grad_off_threads, mgf_grad_off
