@@ -39,3 +39,21 @@ def test_cli(capsys):
     assert "final loss" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         demo.main(["--engine", "micrograd", "--replay"])
+
+
+def test_readme_loops():
+    """The README's eager and replayed loops run, and end with the same parameters."""
+    import pathlib
+    import re
+
+    text = (pathlib.Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text.split("## Training without Python per node", 1)[1].split("\n## ", 1)[0]
+    eager, replayed = re.findall(r"```python\n(.*?)```", section, re.S)[:2]
+    ns = {}
+    random.seed(5)
+    exec(eager, ns)
+    eager_params = [p.data for p in ns["model"].parameters()]
+    random.seed(5)
+    exec(replayed, ns)
+    assert [p.data for p in ns["model"].parameters()] == eager_params
+    assert ns["final_acc"] >= 0.95 and ns["final_loss"]._prev == set()
