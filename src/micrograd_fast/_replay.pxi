@@ -43,7 +43,11 @@ cdef int _unary_error(unsigned int op, int err) except -1:
 
 
 cdef inline bint _has_forward(unsigned int op) noexcept nogil:
-    return op < OP_PY  # OP_PY: backward in Python, no forward rule; above it: ops unknown here
+    # the ops _forward knows, named one by one: OP_PY (backward in Python) has no forward rule,
+    # and an op added to the engine has none until a case is added here and in _forward
+    return (op == OP_LEAF or op == OP_ADD or op == OP_MUL or op == OP_POWK or op == OP_RELU
+            or op == OP_TANH or op == OP_EXP or op == OP_LOG or op == OP_SIGMOID or op == OP_POW
+            or op == OP_DOT or op == OP_SUM)
 
 
 @cython.boundscheck(False)
@@ -80,7 +84,7 @@ cdef inline int _forward(mgf_node* n) except -1:
         n.data = _power(nodes[n.a].data, n.u.k)
     elif op == OP_POW:
         n.data = _power(nodes[n.a].data, nodes[n.b].data)
-    elif OP_TANH <= op <= OP_SIGMOID:
+    elif op == OP_TANH or op == OP_EXP or op == OP_LOG or op == OP_SIGMOID:
         err = _unary_value(op, nodes[n.a].data, &y)
         if err:
             _unary_error(op, err)
@@ -223,7 +227,10 @@ cdef double _recompute(Py_ssize_t root) except? -1.0:
         raise RuntimeError(
             f"recompute(): a node under this Value ({_node_name(o.bad)}) has its backward in "
             "Python (a hand-built node or an assigned _backward), so it has no forward rule to "
-            "replay; nothing was changed. Rebuild the graph instead.")
+            "replay; nothing was changed. Rebuild the graph instead."
+            if nodes[o.bad].op == OP_PY else
+            f"recompute(): a node under this Value ({_node_name(o.bad)}) has no forward rule "
+            "in recompute() yet; nothing was changed. Rebuild the graph instead.")
     for t in range(o.n - 1, -1, -1):  # lowest index first: children before parents
         n = &nodes[q[t]]
         if n.op != OP_LEAF:  # leaves (inputs, parameters, constants) keep their data
