@@ -359,3 +359,17 @@ def test_replay_with_new_inputs_equals_rebuild(engine):
     for point in ([0.5, -1.0], [2.0, 0.25], [-0.75, 0.1]):
         engine.module.assign(xs, point)
         assert out.recompute() == model([engine.Value(p) for p in point]).data
+
+
+def test_recompute_over_a_thinly_spread_graph(engine):
+    # a small graph whose leaves sit below many unrelated live nodes (the compiled engine's
+    # downward scan gives up and searches breadth-first)
+    x = engine.Value(0.5)
+    unrelated = [engine.Value(float(i)) * 2 for i in range(100_000)]
+    out = (x * 3).tanh() + x
+    x.data = 2.0
+    assert out.recompute() == math.tanh(6.0) + 2.0
+    out.backward()
+    out.zero_grad()
+    assert x.grad == 0.0
+    assert unrelated[5].data == 10.0

@@ -116,8 +116,9 @@ cdef int _order_next = 0  # the entry the next new root replaces
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef Py_ssize_t _scan_reach(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) except -1:
-    """Every node under root, highest index first, into buf; -1 when they are spread too thinly
-    over unrelated nodes (the caller then searches breadth-first). Marks with a new epoch."""
+    """Every node under root, highest index first, into buf, and their count; 0 when they are
+    spread too thinly over unrelated nodes (the caller then searches breadth-first). Marks with
+    a new epoch."""
     cdef Py_ssize_t j = root, pending = 1, cnt = 0, skipped = 0, k, c
     cdef uint32_t e
     cdef mgf_node* n
@@ -133,7 +134,7 @@ cdef Py_ssize_t _scan_reach(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) 
         if n.mark != e:
             skipped += 1
             if skipped > 4 * cnt + 65536:
-                return -1
+                return 0
             j -= 1
             continue
         pending -= 1
@@ -166,7 +167,7 @@ cdef int _find_order(_Order* o, Py_ssize_t root) except -1:
     cnt = -1
     if not scratch_busy:
         cnt = _scan_reach(root, &o.idx, &o.cap)
-        if cnt < 0:  # breadth-first under a new epoch, then sorted
+        if cnt == 0:  # breadth-first under a new epoch, then sorted
             _next_epoch()
             nodes[root].mark = epoch
             nodes[0].mark = epoch
