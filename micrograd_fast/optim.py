@@ -21,8 +21,6 @@ import sys
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from . import reference
-
 if TYPE_CHECKING:
     from .engine import Value
 
@@ -31,6 +29,8 @@ __all__ = ["Optimizer", "SGD", "Adam", "AdamW"]
 
 def _kernel(params: list[Any]) -> Any:
     """The compiled state for compiled Values, None for reference Values; TypeError otherwise."""
+    from . import reference
+
     compiled = sys.modules.get(__package__ + "._engine")
     if compiled is not None and all(isinstance(p, compiled.Value) for p in params):
         return compiled._OptimState(params)
