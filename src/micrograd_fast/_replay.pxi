@@ -17,6 +17,7 @@
 
 from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE
+from libc.string cimport memcpy
 
 cdef Py_ssize_t _graph_edits = 0  # bumped when a node's op changes (_make_python_op)
 
@@ -102,7 +103,8 @@ cdef struct _Order:
     Py_ssize_t compactions   # `compactions` and `_graph_edits` when the order was found
     Py_ssize_t edits
     Py_ssize_t bad           # lowest node without a forward rule (0: none)
-    int32_t* idx             # every node under the root (itself included), highest index first
+    int32_t* idx             # every node under the root (itself included): the nops operation
+    Py_ssize_t nops          # nodes first, highest index first, then the leaves
     Py_ssize_t n
     Py_ssize_t cap
 
@@ -189,11 +191,31 @@ cdef int _find_order(_Order* o, Py_ssize_t root) except -1:
     for t in range(cnt):  # highest first: the last one found is the lowest
         if not _has_forward(nodes[o.idx[t]].op):
             o.bad = o.idx[t]
+    o.nops = _leaves_last(o.idx, cnt)
     o.root = root
     o.compactions = compactions
     o.edits = _graph_edits
     o.seq = nodes[root].seq
     return 0
+
+
+cdef Py_ssize_t _leaves_last(int32_t* idx, Py_ssize_t cnt) except -1:
+    """Move the leaves to the end, keeping the order of the rest (recompute skips the leaves
+    without looking at them); return the number of non-leaves."""
+    cdef int32_t* leaves = <int32_t*>PyMem_RawMalloc(<size_t>(cnt if cnt else 1) * sizeof(int32_t))
+    cdef Py_ssize_t t, j = 0, m = 0
+    if leaves == NULL:
+        raise MemoryError()
+    for t in range(cnt):
+        if nodes[idx[t]].op == OP_LEAF:
+            leaves[m] = idx[t]
+            m += 1
+        else:
+            idx[j] = idx[t]
+            j += 1
+    memcpy(&idx[j], leaves, <size_t>m * sizeof(int32_t))
+    PyMem_RawFree(leaves)
+    return j
 
 
 cdef _Order* _order_for(Py_ssize_t root) except NULL:
@@ -232,11 +254,12 @@ cdef double _recompute(Py_ssize_t root) except? -1.0:
             if nodes[o.bad].op == OP_PY else
             f"recompute(): a node under this Value ({_node_name(o.bad)}) has no forward rule "
             "in recompute() yet; nothing was changed. Rebuild the graph instead.")
-    for t in range(o.n - 1, -1, -1):  # lowest index first: children before parents
+    # lowest index first: children before parents; the leaves (inputs, parameters, constants:
+    # the order's tail) keep their data. Recomputed nodes' grads become 0, as a rebuilt graph's.
+    for t in range(o.nops - 1, -1, -1):
         n = &nodes[q[t]]
-        if n.op != OP_LEAF:  # leaves (inputs, parameters, constants) keep their data
-            _forward(n)
-            n.grad = 0.0  # as a rebuilt graph's new nodes: no stale gradient to add onto
+        _forward(n)
+        n.grad = 0.0
     return nodes[root].data
 
 
