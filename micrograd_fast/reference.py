@@ -114,7 +114,7 @@ class Value:
     def _node(cls, data: float, children: tuple[Value, ...], op: str,
               local: Optional[Callable[[Value], None]], k: float = 0.0) -> Value:
         # the result of a built-in op: skips __init__'s checks, always a plain Value (as micrograd)
-        if not is_grad_enabled():  # inside no_grad(): the value alone, as a plain leaf
+        if _threads_without_grad and not is_grad_enabled():  # no_grad(): a plain leaf
             children, op, local = (), '', None
         out = Value.__new__(Value)
         out._data, out._grad = data, 0.0
@@ -518,6 +518,8 @@ def _values(values: Iterable[Value], who: str) -> list[Value]:
 # ---- grad mode: no_grad / enable_grad, per thread (as torch's) ----
 
 _grad_mode = threading.local()  # .off is True while this thread is inside no_grad()
+_threads_without_grad = 0  # how many threads are: while none is, operators skip the lookup
+_grad_mode_lock = threading.Lock()
 
 
 def is_grad_enabled() -> bool:
@@ -527,8 +529,12 @@ def is_grad_enabled() -> bool:
 
 def _set_grad_enabled(mode: bool) -> bool:
     """Set this thread's grad mode (True: record graphs); return the previous mode."""
+    global _threads_without_grad
     was = is_grad_enabled()
-    _grad_mode.off = not mode
+    if bool(mode) != was:
+        _grad_mode.off = not mode
+        with _grad_mode_lock:
+            _threads_without_grad += -1 if mode else 1
     return was
 
 
