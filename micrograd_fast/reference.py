@@ -271,7 +271,7 @@ class Value:
         graph's would; leaves keep data and grad. Only the recorded structure is replayed."""
         order = self._graph()[::-1]  # children before parents
         for v in order:  # check everything before changing anything
-            if v._children and (v._py is not None or v._local not in _FORWARD):
+            if v._py is not None or (v._children and v._local not in _FORWARD):
                 raise RuntimeError(
                     f"recompute(): a node under this Value (op {v._op!r}, label {v.label!r}) "
                     "has its backward in Python (a hand-built node or an assigned _backward), "

@@ -211,6 +211,17 @@ def test_assigned_backward_on_an_operator_node_raises(engine):
     assert out.data == 5.0 and m.data == 4.0
 
 
+def test_leaf_with_a_python_backward_raises(engine):
+    x = engine.Value(2.0, label='x')
+    x._backward = lambda: None
+    out = x * 3
+    with pytest.raises(RuntimeError, match="label 'x'"):
+        out.recompute()
+    with pytest.raises(RuntimeError):
+        x.recompute()
+    out.zero_grad()  # needs no forward rule
+
+
 @pytest.mark.parametrize("case", ["log", "exp", "pow0", "neg_frac"])
 def test_math_errors_leave_nodes_below_updated(engine, case):
     x = engine.Value(1.0)
