@@ -109,7 +109,9 @@ cdef struct _Order:
     Py_ssize_t cap
 
 cdef enum:
-    N_ORDERS = 4  # a training loss, a validation loss, ...: a few roots replayed in turn
+    # a training loss, a validation loss, ...: a few roots replayed in turn. Each entry keeps
+    # its buffer (4 bytes per node of the biggest graph it held) until the process ends.
+    N_ORDERS = 4
 
 cdef _Order _orders[N_ORDERS]  # (C statics: zeroed)
 cdef int _order_next = 0  # the entry the next new root replaces
