@@ -5,12 +5,28 @@
 """
 __version__ = "0.1.0"
 
-from .engine import BACKEND, Value, dot, sum_values  # noqa: E402
+from .engine import (BACKEND, Value, assign, dot, enable_grad, is_grad_enabled,  # noqa: E402
+                     no_grad, sum_values, zero_grads)
 from .checks import gradcheck  # noqa: E402
 from .dropin import install_as_micrograd, uninstall_as_micrograd  # noqa: E402
 from .viz import draw_dot  # noqa: E402
 
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from . import optim  # noqa: F401  (at run time: on first use, see __getattr__)
+
 __all__ = [
     "BACKEND", "Value", "dot", "sum_values", "draw_dot", "gradcheck",
+    "assign", "zero_grads", "no_grad", "enable_grad", "is_grad_enabled", "optim",
     "install_as_micrograd", "uninstall_as_micrograd", "__version__",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # micrograd_fast.optim on first use: `import micrograd_fast` stays as light as before
+    if name == "optim":
+        import importlib
+
+        return importlib.import_module(".optim", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

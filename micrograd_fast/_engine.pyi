@@ -3,7 +3,8 @@
 # The extension behaves exactly like micrograd_fast/reference.py; these stubs describe the API it
 # shares with micrograd. Stubs are never executed, so `X | Y` is fine for every Python version.
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypedDict
+from types import TracebackType
+from typing import Any, TypedDict, TypeVar
 
 # What the operators take besides a Value: a real number (int is accepted wherever float is,
 # and is spelled out here for the reader). Anything else gives NotImplemented / TypeError.
@@ -69,19 +70,51 @@ class Value:
     def sigmoid(self) -> Value: ...
 
     def backward(self) -> None: ...
+    def recompute(self) -> float:
+        """Re-evaluate every node under this Value from its leaves' current data; the new data."""
+    def zero_grad(self) -> None:
+        """Set the grad of every node under this Value (itself and the leaves included) to 0."""
     def __repr__(self) -> str: ...
 
 def dot(ws: Iterable[_Operand], xs: Iterable[_Operand], bias: _Operand) -> Value:
     """bias + w0*x0 + w1*x1 + ... as ONE node ('dot'), summed left to right from bias."""
 
 def neuron_parameters(neurons: Iterable[Any], neuron_type: type[Any]) -> list[Value]: ...
-def zero_grads(values: Iterable[Value]) -> None: ...
 def layer(neurons: Iterable[Any], x: Sequence[_Operand], neuron_type: type[Any]) -> list[Any]:
     """[n(x) for n in neurons]; neurons of exactly neuron_type (nn.Neuron) are computed in C with
     the same nodes, numbers and creation order as Neuron.__call__."""
 
 def sum_values(values: Iterable[_Operand], start: _Operand = 0) -> Value:
     """start + v0 + v1 + ... as ONE node ('sum'): the numbers of the builtin sum(values, start)."""
+
+def zero_grads(values: Iterable[Value]) -> None:
+    """Set each Value's grad to 0.0, in one C loop."""
+
+def assign(leaves: Iterable[Value], numbers: Iterable[_Number] | Any) -> None:
+    """Set leaves[k].data = numbers[k] (numbers: real numbers or a 1-d buffer of doubles)."""
+
+# ---- grad mode (per thread, as torch's) ----
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+def is_grad_enabled() -> bool: ...
+def _set_grad_enabled(mode: bool) -> bool: ...
+
+class _GradMode:
+    def __init__(self) -> None: ...
+    def __enter__(self) -> None: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+    def __call__(self, fn: _F) -> _F: ...
+
+class no_grad(_GradMode):
+    """Operators inside it return plain leaves with the forward value and record no graph."""
+
+class enable_grad(_GradMode):
+    """Turns recording back on inside no_grad()."""
 
 class _ArenaStats(TypedDict):
     # stub-only name: at run time arena_stats() returns a plain dict with these keys

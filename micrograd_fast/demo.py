@@ -6,12 +6,14 @@ take the engine's Value class and an MLP built over that engine, so upstream mic
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import random
 import sys
 import time
 from collections.abc import Sequence
 from types import ModuleType
+from collections.abc import Iterator
 from typing import Any, Optional
 
 # The demo runs on any engine -- ours, the reference or upstream micrograd (untyped) -- so a
@@ -46,29 +48,70 @@ def make_moons(n_samples: int = 100, noise: float = 0.1,
     return X, y
 
 
-def svm_loss(model: Any, X: Points, y: Sequence[int], Value: Any,
-             alpha: float = 1e-4) -> tuple[Any, float]:
-    """The demo notebook's loss: SVM max-margin loss + alpha * L2, and the accuracy."""
+def svm_loss_graph(model: Any, X: Points, y: Sequence[int], Value: Any,
+                   alpha: float = 1e-4) -> tuple[Any, list[Any]]:
+    """The demo notebook's loss, SVM max-margin loss + alpha * L2, and the model's scores."""
     inputs = [list(map(Value, xrow)) for xrow in X]
     scores = list(map(model, inputs))
     losses = [(1 + -yi * scorei).relu() for yi, scorei in zip(y, scores)]
     data_loss = sum(losses) * (1.0 / len(losses))
     reg_loss = alpha * sum((p * p for p in model.parameters()))
     total_loss = data_loss + reg_loss
-    accuracy = [(yi > 0) == (scorei.data > 0) for yi, scorei in zip(y, scores)]
-    return total_loss, sum(accuracy) / len(accuracy)
+    return total_loss, scores
+
+
+def accuracy(scores: Sequence[Any], y: Sequence[int]) -> float:
+    """The share of points whose score has the sign of their label."""
+    hits = [bool((yi > 0) == (scorei.data > 0)) for yi, scorei in zip(y, scores)]
+    return sum(hits) / len(hits)
+
+
+def svm_loss(model: Any, X: Points, y: Sequence[int], Value: Any,
+             alpha: float = 1e-4) -> tuple[Any, float]:
+    """The demo notebook's loss: SVM max-margin loss + alpha * L2, and the accuracy."""
+    total_loss, scores = svm_loss_graph(model, X, y, Value, alpha)
+    return total_loss, accuracy(scores, y)
+
+
+def learning_rate(k: int, steps: int, base: float = 1.0) -> float:
+    """The notebook's schedule: from base down to base / 10, linearly."""
+    return base * (1.0 - 0.9 * k / steps)
 
 
 def train_step(model: Any, X: Points, y: Sequence[int], Value: Any, k: int,
-               steps: int) -> tuple[float, float]:
-    """One step of the notebook's loop (zero_grad, backward, SGD with decaying rate)."""
+               steps: int, opt: Any = None) -> tuple[float, float]:
+    """One step of the notebook's loop (zero_grad, backward, SGD with decaying rate); with an
+    optimizer from micrograd_fast.optim, its step() instead of the SGD loop."""
     total_loss, acc = svm_loss(model, X, y, Value)
-    model.zero_grad()
-    total_loss.backward()
-    learning_rate = 1.0 - 0.9 * k / steps
-    for p in model.parameters():
-        p.data -= learning_rate * p.grad
+    if opt is None:
+        model.zero_grad()
+        total_loss.backward()
+        lr = learning_rate(k, steps)
+        for p in model.parameters():
+            p.data -= lr * p.grad
+    else:
+        opt.zero_grad()
+        total_loss.backward()
+        opt.step()
     return total_loss.data, acc
+
+
+def replayed_steps(model: Any, X: Points, y: Sequence[int], Value: Any, steps: int,
+                   opt: Any, schedule: Any = None) -> Iterator[tuple[float, float]]:
+    """The same training, with the loss's graph built once and replayed: per step
+    recompute() + zero_grad() + backward() + step(), all in C on the compiled engine.
+    Yields each step's (loss, accuracy); schedule(k) -> lr, if given, sets opt.lr."""
+    total_loss, scores = svm_loss_graph(model, X, y, Value)
+    for k in range(steps):
+        if k:
+            total_loss.recompute()  # the new parameters' loss, through the same graph
+        acc = accuracy(scores, y)
+        opt.zero_grad()
+        total_loss.backward()
+        if schedule is not None:
+            opt.lr = schedule(k)
+        opt.step()
+        yield total_loss.data, acc
 
 
 ENGINES = ("fast", "reference", "micrograd")
@@ -92,6 +135,19 @@ def load_engine(name: str) -> tuple[Any, ModuleType]:
     return micrograd.engine.Value, micrograd.nn
 
 
+def evaluating(engine_name: str) -> contextlib.AbstractContextManager[Any]:
+    """The engine's no_grad() (upstream micrograd has none: a context that does nothing)."""
+    if engine_name == "fast":
+        from . import engine
+
+        return engine.no_grad()
+    if engine_name == "reference":
+        from . import reference
+
+        return reference.no_grad()
+    return contextlib.nullcontext()
+
+
 def _progress(steps: int, enabled: bool) -> Any:
     """tqdm's bar when tqdm is installed and wanted, else None (plain lines are printed)."""
     if not enabled:
@@ -103,13 +159,42 @@ def _progress(steps: int, enabled: bool) -> Any:
     return tqdm(total=steps, unit="step", dynamic_ncols=True, file=sys.stdout)
 
 
+OPTIMIZERS = ("sgd", "adam")
+ADAM_LR = 0.05  # Adam's base rate in the demo (decayed by the same schedule as SGD's 1.0)
+
+
+def make_optimizer(name: str, model: Any) -> Any:
+    """micrograd_fast.optim's SGD (the notebook's update) or Adam over the model's parameters."""
+    from . import optim
+
+    if name == "sgd":
+        return optim.SGD(model.parameters(), lr=1.0)
+    return optim.Adam(model.parameters(), lr=ADAM_LR)
+
+
 def train(model: Any, X: Points, y: Sequence[int], Value: Any, steps: int,
-          progress: bool = True) -> History:
-    """The notebook's loop; returns the per-step (loss, accuracy) history."""
+          progress: bool = True, optimizer: Optional[str] = None,
+          replay: bool = False) -> History:
+    """The notebook's loop; returns the per-step (loss, accuracy) history. optimizer: 'sgd' or
+    'adam' from micrograd_fast.optim (None: the notebook's own SGD loop); replay: build the
+    loss's graph once and replay it each step (with optim.SGD when optimizer is None)."""
     history: History = []
     bar = _progress(steps, progress)
-    for k in range(steps):
-        loss, acc = train_step(model, X, y, Value, k, steps)
+    if replay and optimizer is None:
+        optimizer = "sgd"
+    opt = make_optimizer(optimizer, model) if optimizer else None
+    base = ADAM_LR if optimizer == "adam" else 1.0
+
+    def schedule(k: int) -> float:
+        return learning_rate(k, steps, base)
+
+    if replay:
+        stepper: Iterator[tuple[float, float]] = replayed_steps(
+            model, X, y, Value, steps, opt, schedule)
+    else:
+        stepper = (train_step_with(model, X, y, Value, k, steps, opt, schedule)
+                   for k in range(steps))
+    for k, (loss, acc) in enumerate(stepper):
         history.append((loss, acc))
         if bar is not None:
             bar.set_postfix(loss=f"{loss:.4f}", acc=f"{acc:.0%}", refresh=False)
@@ -119,6 +204,13 @@ def train(model: Any, X: Points, y: Sequence[int], Value: Any, steps: int,
     if bar is not None:
         bar.close()
     return history
+
+
+def train_step_with(model: Any, X: Points, y: Sequence[int], Value: Any, k: int, steps: int,
+                    opt: Any, schedule: Any) -> tuple[float, float]:
+    if opt is not None:
+        opt.lr = schedule(k)
+    return train_step(model, X, y, Value, k, steps, opt)
 
 
 def plot(path: str, model: Any, X: Points, y: Sequence[int], Value: Any,
@@ -174,9 +266,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="fast (this package), reference (pure Python) or micrograd (upstream)")
     parser.add_argument("--plot", metavar="PATH", help="save a PNG of the decision boundary and loss")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar or step lines")
+    parser.add_argument("--optim", choices=OPTIMIZERS, default="sgd",
+                        help="sgd: the notebook's update, learning rate 1.0 decaying to 0.1 "
+                        f"(default); adam: micrograd_fast.optim.Adam, rate {ADAM_LR} decaying "
+                        "the same way")
+    parser.add_argument("--replay", action="store_true",
+                        help="build the loss's graph once and replay it each step (recompute, "
+                        "zero_grad, backward, optimizer step: no Python per node); the same "
+                        "numbers as building it anew")
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    if args.engine == "micrograd" and (args.replay or args.optim != "sgd"):
+        parser.error("--replay and --optim adam need this package's engines (fast, reference)")
 
     Value, nn = load_engine(args.engine)
     X, y = make_moons(n_samples=args.samples, seed=args.seed)
@@ -191,14 +293,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"engine {args.engine}{backend}: MLP(2, [16, 16, 1]) with {len(model.parameters())} "
           f"parameters, {len(X)} points, {args.steps} steps")
     start = time.perf_counter()
-    history = train(model, X, y, Value, args.steps, progress=not args.no_progress)
+    optimizer = None if args.optim == "sgd" and not args.replay else args.optim
+    history = train(model, X, y, Value, args.steps, progress=not args.no_progress,
+                    optimizer=optimizer, replay=args.replay)
     elapsed = time.perf_counter() - start
     loss, _ = history[-1]
-    final_loss, final_acc = svm_loss(model, X, y, Value)
+    with evaluating(args.engine):  # no graph needed: plain leaves, no nodes kept
+        final_loss, final_acc = svm_loss(model, X, y, Value)
     print(f"final loss {final_loss.data:.6f}, accuracy {final_acc:.0%} "
           f"(last step's loss {loss:.6f})")
     print(f"time {elapsed:.3f} s, {elapsed / args.steps * 1e3:.2f} ms per step")
     if args.plot:
-        plot(args.plot, model, X, y, Value, history)
+        with evaluating(args.engine):
+            plot(args.plot, model, X, y, Value, history)
         print(f"plot saved to {args.plot}")
     return 0

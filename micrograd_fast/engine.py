@@ -32,9 +32,11 @@ BACKEND: Literal["cython", "python"]  # which engine is active
 if TYPE_CHECKING:
     # type checkers see the compiled engine's API (micrograd_fast/_engine.pyi); the reference
     # engine has the same one
-    from ._engine import Value, dot, layer, neuron_parameters, sum_values, zero_grads
+    from ._engine import (Value, assign, dot, enable_grad, is_grad_enabled, layer,
+                          neuron_parameters, no_grad, sum_values, zero_grads)
 elif os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
-    from .reference import Value, dot, layer, neuron_parameters, sum_values, zero_grads
+    from .reference import (Value, assign, dot, enable_grad, is_grad_enabled, layer,
+                            neuron_parameters, no_grad, sum_values, zero_grads)
 
     BACKEND = "python"
 else:
@@ -46,9 +48,13 @@ else:
             f"{exc}. Install the package with `pip install .` (it compiles the extension), or set "
             "MICROGRAD_FAST_PURE_PYTHON=1 to use the pure-Python reference engine."
         ) from exc
-    Value, dot, layer, neuron_parameters, sum_values, zero_grads = (
+    Value, dot, layer, neuron_parameters, sum_values = (
         _compiled.Value, _compiled.dot, _compiled.layer, _compiled.neuron_parameters,
-        _compiled.sum_values, _compiled.zero_grads)
+        _compiled.sum_values)
+    assign, zero_grads = _compiled.assign, _compiled.zero_grads
+    no_grad, enable_grad, is_grad_enabled = (
+        _compiled.no_grad, _compiled.enable_grad, _compiled.is_grad_enabled)
     BACKEND = "cython"
 
-__all__ = ["BACKEND", "Value", "dot", "layer", "neuron_parameters", "sum_values", "zero_grads"]
+__all__ = ["BACKEND", "Value", "assign", "dot", "enable_grad", "is_grad_enabled", "layer",
+           "neuron_parameters", "no_grad", "sum_values", "zero_grads"]

@@ -13,13 +13,16 @@ The compiled engine (micrograd_fast._engine) must behave exactly like this modul
 """
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import numbers
+import threading
 from collections.abc import Callable, Iterable
-from typing import Any, Optional, Union
+from typing import Any, Optional, TypeVar, Union
 
-__all__ = ["Value", "dot", "layer", "neuron_parameters", "sum_values", "zero_grads"]
+__all__ = ["Value", "assign", "dot", "enable_grad", "is_grad_enabled", "layer",
+           "neuron_parameters", "no_grad", "sum_values", "zero_grads"]
 
 _creation = itertools.count(1)  # creation number of every node: the order backward() follows
 
@@ -109,8 +112,10 @@ class Value:
 
     @classmethod
     def _node(cls, data: float, children: tuple[Value, ...], op: str,
-              local: Callable[[Value], None], k: float = 0.0) -> Value:
+              local: Optional[Callable[[Value], None]], k: float = 0.0) -> Value:
         # the result of a built-in op: skips __init__'s checks, always a plain Value (as micrograd)
+        if _threads_without_grad and not is_grad_enabled():  # no_grad(): a plain leaf
+            children, op, local = (), '', None
         out = Value.__new__(Value)
         out._data, out._grad = data, 0.0
         out._children, out._op, out.label = children, op, ''
@@ -237,7 +242,7 @@ class Value:
         extra = {k: v for k, v in vars(self).items() if k not in _VALUE_FIELDS}
         return _rebuild, (type(self), self.data, self.grad, self.label, extra or None)
 
-    def backward(self) -> None:
+    def _graph(self) -> list[Value]:
         # topological order: every node reachable from self, found without recursion, then
         # newest first -- a node is always created after its children, so that order is valid
         topo: list[Value] = []
@@ -250,11 +255,38 @@ class Value:
                     seen.add(child)
                     stack.append(child)
         topo.sort(key=lambda v: v._seq, reverse=True)
+        return topo
 
+    def backward(self) -> None:
         # go one node at a time and apply the chain rule to get its children's gradients
+        topo = self._graph()
         self.grad = 1.0
         for v in topo:
             v._backward()
+
+    def recompute(self) -> float:
+        """Re-evaluate every node under this Value from the current data of its leaves, oldest
+        first, with the operators' formulas (the numbers equal rebuilding the graph's
+        structure); return the new data. Recomputed nodes' grads become 0.0, as a rebuilt
+        graph's would; leaves keep data and grad. Only the recorded structure is replayed."""
+        order = self._graph()[::-1]  # children before parents
+        for v in order:  # check everything before changing anything
+            if v._py is not None or (v._children and v._local not in _FORWARD):
+                raise RuntimeError(
+                    f"recompute(): a node under this Value (op {v._op!r}, label {v.label!r}) "
+                    "has its backward in Python (a hand-built node or an assigned _backward), "
+                    "so it has no forward rule to replay; nothing was changed. Rebuild the "
+                    "graph instead.")
+        for v in order:
+            if v._children:  # leaves (inputs, parameters, constants) keep their data
+                v._data = _FORWARD[v._local](v)  # type: ignore[index]
+                v._grad = 0.0
+        return self.data
+
+    def zero_grad(self) -> None:
+        """Set the grad of every node under this Value (itself and the leaves included) to 0."""
+        for v in self._graph():
+            v._grad = 0.0
 
     def __repr__(self) -> str:
         return f"Value(data={self.data}, grad={self.grad})"
@@ -345,6 +377,65 @@ def _sum_backward(out: Value) -> None:
         child.grad += out.grad
 
 
+# ---- forward rule of each built-in op, for recompute(): the operators' own formulas ----
+
+def _add_forward(out: Value) -> float:
+    a, b = out._children
+    return a.data + b.data
+
+
+def _mul_forward(out: Value) -> float:
+    a, b = out._children
+    return a.data * b.data
+
+
+def _pow_forward(out: Value) -> float:
+    (a,) = out._children
+    return _pow(a.data, out._k)
+
+
+def _vpow_forward(out: Value) -> float:
+    a, b = out._children
+    return _pow(a.data, b.data)
+
+
+def _relu_forward(out: Value) -> float:
+    x = out._children[0].data
+    return 0.0 if x < 0 else x
+
+
+def _dot_forward(out: Value) -> float:  # summed left to right from the bias, as dot()
+    bias, *rest = out._children
+    n = len(rest) // 2
+    acc = bias.data
+    for w, x in zip(rest[:n], rest[n:]):
+        acc = acc + w.data * x.data
+    return acc
+
+
+def _sum_forward(out: Value) -> float:  # left to right, as sum_values()
+    first, *rest = out._children
+    acc = first.data
+    for v in rest:
+        acc = acc + v.data
+    return acc
+
+
+_FORWARD: dict[Callable[[Value], None], Callable[[Value], float]] = {
+    _add_backward: _add_forward,
+    _mul_backward: _mul_forward,
+    _pow_backward: _pow_forward,
+    _vpow_backward: _vpow_forward,
+    _relu_backward: _relu_forward,
+    _tanh_backward: lambda out: math.tanh(out._children[0].data),
+    _exp_backward: lambda out: math.exp(out._children[0].data),
+    _log_backward: lambda out: math.log(out._children[0].data),
+    _sigmoid_backward: lambda out: _sigmoid(out._children[0].data),
+    _dot_backward: _dot_forward,
+    _sum_backward: _sum_forward,
+}
+
+
 # ---- fused helpers: one node, the same numbers as the unfused expression ----
 
 def dot(ws: Iterable[Union[Value, float]], xs: Iterable[Union[Value, float]],
@@ -383,16 +474,6 @@ def neuron_parameters(neurons: Iterable[Any], neuron_type: type[Any]) -> list[Va
     return [p for n in neurons for p in n.parameters()]
 
 
-def zero_grads(values: Iterable[Value]) -> None:
-    """``for v in values: v.grad = 0`` (the compiled engine's is one C loop)."""
-    values = list(values)
-    for v in values:  # check all first: nothing is changed when one is not a Value
-        if not isinstance(v, Value):
-            raise TypeError(f"zero_grads() takes Values, not {type(v).__name__!r}")
-    for v in values:
-        v.grad = 0.0
-
-
 def sum_values(values: Iterable[Union[Value, float]], start: Union[Value, float] = 0) -> Value:
     """start + v0 + v1 + ... as ONE node ('sum'): the numbers of the builtin sum(values, start)."""
     children = []
@@ -405,3 +486,100 @@ def sum_values(values: Iterable[Union[Value, float]], start: Union[Value, float]
     for v in children[1:]:
         acc = acc + v.data
     return Value._node(acc, tuple(children), 'sum', _sum_backward)
+
+
+# ---- bulk setters for training loops ----
+
+def zero_grads(values: Iterable[Value]) -> None:
+    """Set each Value's grad to 0.0 (e.g. a model's parameters)."""
+    values = _values(values, "zero_grads")
+    for v in values:
+        v.grad = 0.0
+
+
+def assign(leaves: Iterable[Value], numbers: Iterable[float]) -> None:
+    """Set leaves[k].data = numbers[k] for every k. Everything is checked before anything is
+    set: a non-Value is a TypeError, different lengths a ValueError, a non-number a TypeError."""
+    leaves = _values(leaves, "assign")
+    xs = list(numbers)
+    if len(xs) != len(leaves):
+        raise ValueError(f"assign(): {len(leaves)} Values but {len(xs)} numbers")
+    for k, x in enumerate(xs):
+        y = _number(x)
+        if y is None:
+            raise TypeError(f"assign() takes real numbers, not {type(x).__name__!r}")
+        xs[k] = y
+    for v, y in zip(leaves, xs):
+        v.data = y
+
+
+def _values(values: Iterable[Value], who: str) -> list[Value]:
+    values = list(values)
+    for v in values:
+        if not isinstance(v, Value):
+            raise TypeError(f"{who}() takes Values, not {type(v).__name__!r}")
+    return values
+
+
+# ---- grad mode: no_grad / enable_grad, per thread (as torch's) ----
+
+_grad_mode = threading.local()  # .off is True while this thread is inside no_grad()
+_threads_without_grad = 0  # how many threads are: while none is, operators skip the lookup
+_grad_mode_lock = threading.Lock()
+
+
+def is_grad_enabled() -> bool:
+    """Whether operators record a graph in this thread (False inside no_grad())."""
+    return not getattr(_grad_mode, "off", False)
+
+
+def _set_grad_enabled(mode: bool) -> bool:
+    """Set this thread's grad mode (True: record graphs); return the previous mode."""
+    global _threads_without_grad
+    was = is_grad_enabled()
+    if bool(mode) != was:
+        _grad_mode.off = not mode
+        with _grad_mode_lock:
+            _threads_without_grad += -1 if mode else 1
+    return was
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+class _GradMode:
+    """Context manager and decorator that sets this thread's grad mode and restores it on exit
+    (exceptions included). Re-entrant; as a decorator each call gets its own context."""
+
+    _mode = True
+
+    def __init__(self) -> None:
+        self._saved: list[bool] = []  # the modes to restore, one per active `with` of this object
+
+    def __enter__(self) -> None:
+        self._saved.append(_set_grad_enabled(self._mode))
+
+    def __exit__(self, *exc_info: object) -> None:
+        _set_grad_enabled(self._saved.pop())
+
+    def __call__(self, fn: _F) -> _F:
+        cls = type(self)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with cls():
+                return fn(*args, **kwargs)
+        return wrapper  # type: ignore[return-value]
+
+
+class no_grad(_GradMode):
+    """Operators inside ``with no_grad():`` (or in a function decorated ``@no_grad()``) return
+    plain leaves holding the usual forward value and record no graph. Per thread, as torch's."""
+
+    _mode = False
+
+
+class enable_grad(_GradMode):
+    """Turns recording back on inside no_grad() (per thread, as torch's enable_grad)."""
+
+    _mode = True

@@ -11,6 +11,9 @@ those of micrograd_fast/reference.py, which is the spec. One file per job:
     _facade.pxi   the Value object's life cycle: freelist, binding to nodes, GC support
     _value.pxi    the Value type: each operator's forward and the nodes it records
     _fused.pxi    dot / layer / sum_values: one n-ary node with the unfused numbers
+    _gradmode.pxi no_grad / enable_grad: per-thread switch; operators' result nodes under it
+    _replay.pxi   recompute() of a retained graph, graph zero_grad, zero_grads, assign
+    _optim.pxi    the optimizers' C state and update loops (micrograd_fast/optim.py drives them)
     _check.pxi    arena statistics and the consistency check the tests run
 """
 cimport cython
@@ -99,8 +102,11 @@ include "_arena.pxi"
 include "_sweep.pxi"
 include "_numbers.pxi"
 include "_facade.pxi"
+include "_gradmode.pxi"
 include "_value.pxi"
 include "_fused.pxi"
+include "_replay.pxi"
+include "_optim.pxi"
 include "_check.pxi"
 
 

@@ -135,9 +135,17 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
     for k in range(n):
         if not _live_value(wv[k]):
             return _neuron_general(ws, xseq, bias, act)
+    xv = PySequence_Fast_ITEMS(xseq)
+    if _grad_off():  # no graph: the number alone, in a leaf (summed as below)
+        _reserve_slots(1)
+        acc = nodes[MGF_IDX(<PyObject*>bias)].data
+        for k in range(n):
+            acc = acc + nodes[MGF_IDX(wv[k])].data * nodes[MGF_IDX(xv[k])].data
+        if act != OP_LEAF:
+            _unary_value(act, acc, &acc)  # relu/tanh/sigmoid: cannot fail
+        return _own(out, _new_node(OP_LEAF, acc, 0, 0))
     _reserve_slots(2)
     ext = _alloc_ext(2 * n + 1)
-    xv = PySequence_Fast_ITEMS(xseq)
     ch = ext.child
     b = MGF_IDX(<PyObject*>bias)
     ch[0] = <int32_t>b
@@ -153,7 +161,8 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
         acc = acc + nodes[w].data * nodes[x].data
     i = _ext_node(OP_DOT, acc, ext, 2 * n + 1)
     if act != OP_LEAF:
-        i = _new_node(act, _unary_value(act, acc), i, 0)  # relu/tanh/sigmoid: cannot fail
+        _unary_value(act, acc, &acc)  # relu/tanh/sigmoid: cannot fail
+        i = _new_node(act, acc, i, 0)
     return _own(out, i)
 
 
@@ -187,20 +196,6 @@ def neuron_parameters(neurons, neuron_type):
     return out
 
 
-def zero_grads(values):
-    """``for v in values: v.grad = 0`` in one C loop (Module.zero_grad, optimizers)."""
-    cdef object seq = values if type(values) is list or type(values) is tuple else list(values)
-    cdef PyObject** items = PySequence_Fast_ITEMS(seq)
-    cdef Py_ssize_t k, n = len(seq)
-    for k in range(n):  # check all first: nothing is changed when one is not a Value
-        if not isinstance(<object>items[k], Value):
-            raise TypeError(f"zero_grads() takes Values, not {type(<object>items[k]).__name__!r}")
-        if (<Value>items[k])._i == 0:
-            _uninitialised()
-    for k in range(n):
-        nodes[(<Value>items[k])._i].grad = 0.0
-
-
 cdef object _dot(object ws, object xs, object bias):
     cdef object wseq = ws if type(ws) is list or type(ws) is tuple else list(ws)
     cdef object xseq = xs if type(xs) is list or type(xs) is tuple else list(xs)
@@ -216,6 +211,8 @@ cdef object _dot(object ws, object xs, object bias):
     # the neuron's case, all Values: one pass checks each pair, writes the child block and sums
     out = _fresh()  # may run Python code (a GC pass): before the items and indices are read
     _reserve_slots(1)
+    if _grad_off() and _dot_leaf(out, wseq, xseq, (<Value>bias)._i):
+        return out
     n = min(len(wseq), len(xseq))
     wv = PySequence_Fast_ITEMS(wseq)
     xv = PySequence_Fast_ITEMS(xseq)
@@ -238,7 +235,7 @@ cdef object _dot(object ws, object xs, object bias):
         acc = acc + nodes[w].data * nodes[x].data
     else:
         nodes[b].nref += 1
-        return _own(out, _ext_node(OP_DOT, acc, ext, 2 * n + 1))
+        return _own(out, _op_ext(OP_DOT, acc, ext, 2 * n + 1))
     # not all Values (numbers among them), or one without a node: undo the pairs done
     for j in range(k):
         nodes[ext.child[1 + j]].nref -= 1
@@ -269,7 +266,7 @@ cdef object _dot_general(object wseq, object xseq, Py_ssize_t n, object bias):
     acc = nodes[ib].data
     for k in range(n):
         acc = acc + nodes[<Py_ssize_t>wpart[k]].data * nodes[<Py_ssize_t>xpart[k]].data
-    return _own(out, _fused(OP_DOT, acc, [ib] + wpart + xpart))
+    return _own(out, _op_fused(OP_DOT, acc, [ib] + wpart + xpart))
 
 
 def sum_values(values, start=0):
@@ -287,4 +284,4 @@ def sum_values(values, start=0):
     acc = nodes[<Py_ssize_t>children[0]].data
     for k in range(1, len(children)):
         acc = acc + nodes[<Py_ssize_t>children[k]].data
-    return _own(out, _fused(OP_SUM, acc, children))
+    return _own(out, _op_fused(OP_SUM, acc, children))

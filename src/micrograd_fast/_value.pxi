@@ -20,48 +20,33 @@ cdef object _binary(Value self, object other, unsigned int op):
     a = _index(self)
     b = _new_node(OP_LEAF, c, 0, 0) if number else _index(<Value>other)
     if op == OP_ADD:
-        return _own(out, _new_node(OP_ADD, nodes[a].data + nodes[b].data, a, b))
-    return _own(out, _new_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
+        return _own(out, _op_node(OP_ADD, nodes[a].data + nodes[b].data, a, b))
+    return _own(out, _op_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
 
 
 cdef Py_ssize_t _times_minus_one(Py_ssize_t a) except -1:
     """The facade-less node a * -1 (micrograd's -a)."""
     cdef Py_ssize_t c = _new_node(OP_LEAF, -1.0, 0, 0)
-    return _new_node(OP_MUL, nodes[a].data * -1.0, a, c)
+    return _op_node(OP_MUL, nodes[a].data * -1.0, a, c)
 
 
 cdef Py_ssize_t _inverse(Py_ssize_t a) except -1:
     """The facade-less node a ** -1 (micrograd's division)."""
-    cdef Py_ssize_t i = _new_node(OP_POWK, _power(nodes[a].data, -1.0), a, 0)
-    nodes[i].u.k = -1.0
-    nodes[i].flags = FLAG_INT_K
+    cdef Py_ssize_t i = _op_node(OP_POWK, _power(nodes[a].data, -1.0), a, 0)
+    if nodes[i].op == OP_POWK:  # (a leaf under no_grad)
+        nodes[i].u.k = -1.0
+        nodes[i].flags = FLAG_INT_K
     return i
-
-
-cdef inline double _unary_value(unsigned int op, double x) except? -1.0:
-    """The forward of a one-child op (relu, tanh, exp, log, sigmoid) at x."""
-    cdef double y = 0.0
-    cdef int err = 0
-    if op == OP_RELU:
-        return 0.0 if x < 0 else x
-    if op == OP_TANH:
-        return tanh(x)
-    if op == OP_EXP:
-        err = py_exp(x, &y)
-    elif op == OP_LOG:
-        err = py_log(x, &y)
-    else:
-        y = py_sigmoid(x)
-    if err:
-        _math_error(err, "math range error" if op == OP_EXP else "math domain error")
-    return y
 
 
 cdef Py_ssize_t _unary(Value self, unsigned int op) except -1:
     _reserve_slots(1)
     cdef Py_ssize_t a = _index(self)
-    cdef double y = _unary_value(op, nodes[a].data)
-    return _new_node(op, y, a, 0)
+    cdef double y = 0.0
+    cdef int err = _unary_value(op, nodes[a].data, &y)
+    if err:
+        _unary_error(op, err)
+    return _op_node(op, y, a, 0)
 
 
 cdef Py_ssize_t _fused(unsigned int op, double data, list children) except -1:
@@ -94,6 +79,7 @@ cdef str _opname(Py_ssize_t i):
 cdef int _make_python_op(Py_ssize_t i) except -1:
     """Turn node i into an OP_PY node (its backward becomes a Python callable), keeping its
     children, its name and its numbers."""
+    global _graph_edits
     cdef unsigned int op = nodes[i].op
     cdef tuple held
     cdef str name
@@ -101,6 +87,7 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
     cdef Py_ssize_t n
     if op == OP_PY:
         return 0
+    _graph_edits += 1  # cached recompute orders (_replay.pxi) must look at the ops again
     name = _opname(i)
     if not (nodes[i].flags & FLAG_OPNAME) and name:
         _opnames[nodes[i].seq] = name
@@ -288,13 +275,15 @@ cdef class Value:
             _reserve_slots(1)
             a = _index(self)
             i = _index(<Value>other)
-            return _own(out, _new_node(OP_POW, _power(nodes[a].data, nodes[i].data), a, i))
+            return _own(out, _op_node(OP_POW, _power(nodes[a].data, nodes[i].data), a, i))
         if not _as_double(other, &k):
             return NotImplemented
         out = _fresh()
         _reserve_slots(1)
         a = _index(self)
-        i = _new_node(OP_POWK, _power(nodes[a].data, k), a, 0)
+        i = _op_node(OP_POWK, _power(nodes[a].data, k), a, 0)
+        if nodes[i].op != OP_POWK:  # a leaf under no_grad
+            return _own(out, i)
         nodes[i].u.k = k
         if PyLong_Check(other) or (not PyFloat_Check(other) and PyIndex_Check(other)):
             nodes[i].flags = FLAG_INT_K
@@ -310,7 +299,7 @@ cdef class Value:
         a = _index(self)
         y = _power(x, nodes[a].data)  # may raise: before any node is made, so none is orphaned
         c = _new_node(OP_LEAF, x, 0, 0)
-        return _own(out, _new_node(OP_POW, y, c, a))
+        return _own(out, _op_node(OP_POW, y, c, a))
 
     def relu(self):
         out = _fresh()
@@ -366,7 +355,7 @@ cdef class Value:
         _reserve_slots(3)
         a = _index(self)
         b = _new_node(OP_LEAF, x, 0, 0) if number else _times_minus_one(_index(<Value>other))
-        return _own(out, _new_node(OP_ADD, nodes[a].data + nodes[b].data, a, b))
+        return _own(out, _op_node(OP_ADD, nodes[a].data + nodes[b].data, a, b))
 
     def __rsub__(self, other):  # other - self = (-self) + other
         cdef Py_ssize_t n, c
@@ -379,7 +368,7 @@ cdef class Value:
         _reserve_slots(3)
         n = _times_minus_one(_index(self))
         c = _new_node(OP_LEAF, x, 0, 0)
-        return _own(out, _new_node(OP_ADD, nodes[n].data + x, n, c))
+        return _own(out, _op_node(OP_ADD, nodes[n].data + x, n, c))
 
     def __truediv__(self, other):  # self / other = self * other**-1
         cdef Py_ssize_t a, b
@@ -395,7 +384,7 @@ cdef class Value:
         _reserve_slots(2)
         a = _index(self)
         b = _new_node(OP_LEAF, x, 0, 0) if number else _inverse(_index(<Value>other))
-        return _own(out, _new_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
+        return _own(out, _op_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
 
     def __rtruediv__(self, other):  # other / self = self**-1 * other
         cdef Py_ssize_t p, c
@@ -408,12 +397,21 @@ cdef class Value:
         _reserve_slots(3)
         p = _inverse(_index(self))
         c = _new_node(OP_LEAF, x, 0, 0)
-        return _own(out, _new_node(OP_MUL, nodes[p].data * x, p, c))
+        return _own(out, _op_node(OP_MUL, nodes[p].data * x, p, c))
 
     def backward(self):
         """Back-propagate from this Value: its grad becomes 1, every node it depends on
         accumulates (+=) its gradient, in one C loop."""
         _backward_from(_index(self))
+
+    def recompute(self):
+        """Re-evaluate every node under this Value from its leaves' current data, in C, with
+        the operators' formulas; return this Value's new data (see _replay.pxi)."""
+        return _recompute(_index(self))
+
+    def zero_grad(self):
+        """Set the grad of every node under this Value (itself and the leaves included) to 0."""
+        _zero_grad_graph(_index(self))
 
     def __repr__(self):
         cdef Py_ssize_t i = _index(self)
