@@ -3,7 +3,7 @@
 # The extension behaves exactly like micrograd_fast/reference.py; these stubs describe the API it
 # shares with micrograd. Stubs are never executed, so `X | Y` is fine for every Python version.
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypedDict
+from typing import Any, SupportsIndex, TypedDict
 
 # What the operators take besides a Value: a real number (int is accepted wherever float is,
 # and is spelled out here for the reader). Anything else gives NotImplemented / TypeError.
@@ -82,6 +82,19 @@ def layer(neurons: Iterable[Any], x: Sequence[_Operand], neuron_type: type[Any])
 
 def sum_values(values: Iterable[_Operand], start: _Operand = 0) -> Value:
     """start + v0 + v1 + ... as ONE node ('sum'): the numbers of the builtin sum(values, start)."""
+
+# ---- classification: numerically stable fused nodes (the max is subtracted before exp) ----
+def softmax(values: Iterable[_Operand]) -> list[Value]:
+    """[exp(x_i) / sum_j exp(x_j) for each i]: one 'softmax' node per output, over all inputs."""
+
+def log_softmax(values: Iterable[_Operand]) -> list[Value]:
+    """[x_i - logsumexp(x) for each i]: one 'log_softmax' node per output, over all inputs."""
+
+def logsumexp(values: Iterable[_Operand]) -> Value:
+    """log(exp(x0) + exp(x1) + ...) as ONE node ('logsumexp')."""
+
+def cross_entropy(logits: Iterable[_Operand], target: SupportsIndex) -> Value:
+    """logsumexp(logits) - logits[target] as ONE node ('cross_entropy'); gradient p - onehot."""
 
 class _ArenaStats(TypedDict):
     # stub-only name: at run time arena_stats() returns a plain dict with these keys

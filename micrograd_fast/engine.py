@@ -32,9 +32,11 @@ BACKEND: Literal["cython", "python"]  # which engine is active
 if TYPE_CHECKING:
     # type checkers see the compiled engine's API (micrograd_fast/_engine.pyi); the reference
     # engine has the same one
-    from ._engine import Value, dot, layer, neuron_parameters, sum_values, zero_grads
+    from ._engine import (Value, cross_entropy, dot, layer, log_softmax, logsumexp,
+                          neuron_parameters, softmax, sum_values, zero_grads)
 elif os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
-    from .reference import Value, dot, layer, neuron_parameters, sum_values, zero_grads
+    from .reference import (Value, cross_entropy, dot, layer, log_softmax, logsumexp,
+                            neuron_parameters, softmax, sum_values, zero_grads)
 
     BACKEND = "python"
 else:
@@ -49,6 +51,9 @@ else:
     Value, dot, layer, neuron_parameters, sum_values, zero_grads = (
         _compiled.Value, _compiled.dot, _compiled.layer, _compiled.neuron_parameters,
         _compiled.sum_values, _compiled.zero_grads)
+    softmax, log_softmax, logsumexp, cross_entropy = (
+        _compiled.softmax, _compiled.log_softmax, _compiled.logsumexp, _compiled.cross_entropy)
     BACKEND = "cython"
 
-__all__ = ["BACKEND", "Value", "dot", "layer", "neuron_parameters", "sum_values", "zero_grads"]
+__all__ = ["BACKEND", "Value", "cross_entropy", "dot", "layer", "log_softmax", "logsumexp",
+           "neuron_parameters", "softmax", "sum_values", "zero_grads"]

@@ -11,9 +11,11 @@ those of micrograd_fast/reference.py, which is the spec. One file per job:
     _facade.pxi   the Value object's life cycle: freelist, binding to nodes, GC support
     _value.pxi    the Value type: each operator's forward and the nodes it records
     _fused.pxi    dot / layer / sum_values: one n-ary node with the unfused numbers
+    _classify.pxi softmax / log_softmax / logsumexp / cross_entropy: stable n-ary nodes
     _check.pxi    arena statistics and the consistency check the tests run
 """
 cimport cython
+import operator
 from cpython.exc cimport PyErr_WriteUnraisable
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsDouble, PyLong_Check, PyLong_CheckExact
@@ -23,10 +25,10 @@ from cpython.object cimport PyObject
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from libc.math cimport NAN, log, tanh
+from libc.math cimport NAN, exp, isinf, log, tanh
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.stdlib cimport qsort
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from micrograd_fast._fmath cimport (F_DOMAIN, F_RANGE, F_ZERO_DIV, py_exp, py_log, py_pow,
                                     py_sigmoid)
@@ -101,6 +103,7 @@ include "_numbers.pxi"
 include "_facade.pxi"
 include "_value.pxi"
 include "_fused.pxi"
+include "_classify.pxi"
 include "_check.pxi"
 
 
