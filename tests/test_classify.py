@@ -338,3 +338,21 @@ def test_draw_dot_shows_one_op_node_over_all_inputs(engine):
             assert sorted(into[name]) == ["{ x0", "{ x1"]
         elif label == "cross_entropy":
             assert len(into[name]) == 3
+
+
+def test_readme_example():
+    """The README's example prints what its comments say."""
+    import contextlib
+    import io
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    block = text.split("**Fused nodes for classification.**", 1)[1].split("```python\n", 1)[1]
+    code = block.split("```", 1)[0]
+    want = [m.group(1).split(":")[0].split(", no overflow")[0].strip()
+            for m in re.finditer(r"print\(.*\)\s+# (.*)", code)]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    assert out.getvalue().splitlines() == want
