@@ -7,10 +7,22 @@ logits of +-1000, for its errors, and for parity: both engines give the same num
 import math
 import random
 import struct
+import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from micrograd_fast.checks import gradcheck
+
+# as in test_differential.py: hypothesis' patch writer warns at import (libcst); import it now,
+# silenced, so that a falsifying example is reported instead of an INTERNALERROR
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    try:
+        import hypothesis.extra._patching  # noqa: F401
+    except ImportError:
+        pass
 
 try:
     import torch
@@ -210,6 +222,43 @@ def test_engines_agree_bit_for_bit(c_engine, ref, seed):
     r_nums, r_ops = run_everything(ref.module, ref.Value, logits, seed)
     assert c_ops == r_ops
     assert [bits(x) for x in c_nums] == [bits(x) for x in r_nums]
+
+
+FLOATS = st.one_of(st.floats(-1e4, 1e4), st.sampled_from([0.0, -0.0, 1000.0, -1000.0, 709.0,
+                                                            -745.0, 1e-300, math.inf, -math.inf,
+                                                            math.nan]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.data(), logits=st.lists(FLOATS, min_size=1, max_size=9))
+def test_engines_agree_on_any_input(c_engine, ref, data, logits):
+    """hypothesis: any logits (infinities, nan, +-0, huge), repeated inputs, numbers among the
+    Values, any outputs back-propagated -- both engines give the same bits, or the same error."""
+    n = len(logits)
+    shared = data.draw(st.lists(st.integers(0, n - 1), max_size=n))  # positions fed one Value
+    as_number = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    t = data.draw(st.integers(-1, n))
+    picks = data.draw(st.lists(st.integers(0, 2 * n + 1), min_size=1, max_size=4))
+    weights = data.draw(st.lists(st.floats(-2, 2), min_size=len(picks), max_size=len(picks)))
+
+    def run(e):
+        V, m = e.Value, e.module
+        leaves = [V(x) for x in logits]
+        items = [logits[k] if as_number[k] else leaves[k] for k in range(n)]
+        for k in shared:
+            items[k] = leaves[0]
+        try:
+            ce = m.cross_entropy(items, t)
+        except IndexError as exc:
+            ce = str(exc)
+        outs = m.softmax(items) + m.log_softmax(items) + [m.logsumexp(items)]
+        outs.append(ce if not isinstance(ce, str) else outs[-1])
+        loss = sum((outs[p] * w for p, w in zip(picks, weights)), V(0.0))
+        loss.backward()
+        return ([bits(o.data) for o in outs] + [bits(loss.data)] + [bits(v.grad) for v in leaves],
+                ce if isinstance(ce, str) else None)
+
+    assert run(c_engine) == run(ref)
 
 
 @needs_torch
