@@ -5,8 +5,9 @@
 """
 __version__ = "0.1.0"
 
-from .engine import (BACKEND, Value, assign, dot, enable_grad, is_grad_enabled,  # noqa: E402
-                     no_grad, sum_values, zero_grads)
+from .engine import (BACKEND, Value, assign, cross_entropy, dot, enable_grad,  # noqa: E402
+                     is_grad_enabled, log_softmax, logsumexp, no_grad, softmax, sum_values,
+                     zero_grads)
 from .checks import gradcheck  # noqa: E402
 from .dropin import install_as_micrograd, uninstall_as_micrograd  # noqa: E402
 from .viz import draw_dot  # noqa: E402
@@ -17,7 +18,8 @@ if TYPE_CHECKING:
     from . import optim  # noqa: F401  (at run time: on first use, see __getattr__)
 
 __all__ = [
-    "BACKEND", "Value", "dot", "sum_values", "draw_dot", "gradcheck",
+    "BACKEND", "Value", "dot", "sum_values", "softmax", "log_softmax", "logsumexp",
+    "cross_entropy", "draw_dot", "gradcheck",
     "assign", "zero_grads", "no_grad", "enable_grad", "is_grad_enabled", "optim",
     "install_as_micrograd", "uninstall_as_micrograd", "__version__",
 ]

@@ -1,4 +1,4 @@
-"""python -m micrograd_fast demo | bench | run script.py [args...]"""
+"""python -m micrograd_fast demo | digits | bench | run script.py [args...]"""
 from __future__ import annotations
 
 import sys
@@ -9,6 +9,8 @@ USAGE = """usage: python -m micrograd_fast COMMAND [args...]
 
 commands:
   demo                 train micrograd's moons MLP and report loss, accuracy and time
+  digits               train an MLP on 8x8 handwritten digits with cross-entropy (needs the
+                       demo extra: pip install "micrograd_fast[demo]")
   bench                time the engines side by side and print the table
   run SCRIPT [args]    run an unmodified micrograd script with micrograd served by micrograd_fast
 
@@ -25,6 +27,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     run: Callable[[list[str]], int]
     if command == "demo":
         from .demo import main as run
+    elif command == "digits":
+        from .digits import main as run
     elif command == "bench":
         from .benchmark import main as run
     elif command == "run":

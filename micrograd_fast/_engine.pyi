@@ -4,7 +4,7 @@
 # shares with micrograd. Stubs are never executed, so `X | Y` is fine for every Python version.
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, TypedDict, TypeVar
+from typing import Any, SupportsIndex, TypedDict, TypeVar
 
 # What the operators take besides a Value: a real number (int is accepted wherever float is,
 # and is spelled out here for the reader). Anything else gives NotImplemented / TypeError.
@@ -115,6 +115,19 @@ class no_grad(_GradMode):
 
 class enable_grad(_GradMode):
     """Turns recording back on inside no_grad()."""
+
+# ---- classification: numerically stable fused nodes (the max is subtracted before exp) ----
+def softmax(values: Iterable[_Operand]) -> list[Value]:
+    """[exp(x_i) / sum_j exp(x_j) for each i]: one 'softmax' node per output, over all inputs."""
+
+def log_softmax(values: Iterable[_Operand]) -> list[Value]:
+    """[x_i - logsumexp(x) for each i]: one 'log_softmax' node per output, over all inputs."""
+
+def logsumexp(values: Iterable[_Operand]) -> Value:
+    """log(exp(x0) + exp(x1) + ...) as ONE node ('logsumexp')."""
+
+def cross_entropy(logits: Iterable[_Operand], target: SupportsIndex) -> Value:
+    """logsumexp(logits) - logits[target] as ONE node ('cross_entropy'); gradient p - onehot."""
 
 class _ArenaStats(TypedDict):
     # stub-only name: at run time arena_stats() returns a plain dict with these keys

@@ -32,11 +32,13 @@ BACKEND: Literal["cython", "python"]  # which engine is active
 if TYPE_CHECKING:
     # type checkers see the compiled engine's API (micrograd_fast/_engine.pyi); the reference
     # engine has the same one
-    from ._engine import (Value, assign, dot, enable_grad, is_grad_enabled, layer,
-                          neuron_parameters, no_grad, sum_values, zero_grads)
+    from ._engine import (Value, assign, cross_entropy, dot, enable_grad, is_grad_enabled, layer,
+                          log_softmax, logsumexp, neuron_parameters, no_grad, softmax, sum_values,
+                          zero_grads)
 elif os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
-    from .reference import (Value, assign, dot, enable_grad, is_grad_enabled, layer,
-                            neuron_parameters, no_grad, sum_values, zero_grads)
+    from .reference import (Value, assign, cross_entropy, dot, enable_grad, is_grad_enabled,
+                            layer, log_softmax, logsumexp, neuron_parameters, no_grad, softmax,
+                            sum_values, zero_grads)
 
     BACKEND = "python"
 else:
@@ -54,7 +56,10 @@ else:
     assign, zero_grads = _compiled.assign, _compiled.zero_grads
     no_grad, enable_grad, is_grad_enabled = (
         _compiled.no_grad, _compiled.enable_grad, _compiled.is_grad_enabled)
+    softmax, log_softmax, logsumexp, cross_entropy = (
+        _compiled.softmax, _compiled.log_softmax, _compiled.logsumexp, _compiled.cross_entropy)
     BACKEND = "cython"
 
-__all__ = ["BACKEND", "Value", "assign", "dot", "enable_grad", "is_grad_enabled", "layer",
-           "neuron_parameters", "no_grad", "sum_values", "zero_grads"]
+__all__ = ["BACKEND", "Value", "assign", "cross_entropy", "dot", "enable_grad", "is_grad_enabled",
+           "layer", "log_softmax", "logsumexp", "neuron_parameters", "no_grad", "softmax",
+           "sum_values", "zero_grads"]

@@ -24,24 +24,41 @@ class Module:
         return []
 
 
-class Neuron(Module):
+ACTIVATIONS = ('relu', 'tanh', 'sigmoid')  # a Neuron's act; micrograd's is relu
+_ACT_NAMES = {'relu': 'ReLU', 'tanh': 'Tanh', 'sigmoid': 'Sigmoid'}
 
-    def __init__(self, nin: int, nonlin: bool = True) -> None:
+
+class Neuron(Module):
+    act = 'relu'  # class default: Neurons pickled before `act` existed are ReLU neurons
+
+    def __init__(self, nin: int, nonlin: bool = True, act: str = 'relu') -> None:
+        if act not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {act!r}: act is 'relu', 'tanh' or 'sigmoid'")
         self.w = [_engine.Value(random.uniform(-1, 1)) for _ in range(nin)]
         self.b = _engine.Value(0)
         self.nonlin = nonlin
+        self.act = act
 
     def __call__(self, x: Inputs) -> Value:
         # one fused node for b + w0*x0 + w1*x1 + ..., summed left to right from b: the numbers
         # of micrograd's sum((wi*xi for wi, xi in zip(self.w, x)), self.b) with 1 node, not 2n
         act = _engine.dot(self.w, x, self.b)
-        return act.relu() if self.nonlin else act
+        if not self.nonlin:
+            return act
+        if self.act == 'relu':
+            return act.relu()
+        if self.act == 'tanh':
+            return act.tanh()
+        if self.act == 'sigmoid':
+            return act.sigmoid()
+        raise ValueError(f"unknown activation {self.act!r}")  # as the engine's layer()
 
     def parameters(self) -> list[Value]:
         return self.w + [self.b]
 
     def __repr__(self) -> str:
-        return f"{'ReLU' if self.nonlin else 'Linear'}Neuron({len(self.w)})"
+        kind = _ACT_NAMES.get(self.act, self.act) if self.nonlin else 'Linear'
+        return f"{kind}Neuron({len(self.w)})"
 
 
 _neuron_call = Neuron.__call__
@@ -73,9 +90,11 @@ class Layer(Module):
 
 class MLP(Module):
 
-    def __init__(self, nin: int, nouts: list[int]) -> None:
+    def __init__(self, nin: int, nouts: list[int], act: str = 'relu') -> None:
         sz = [nin] + nouts
-        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1) for i in range(len(nouts))]
+        # act: the hidden layers' activation; the last layer is linear, as in micrograd
+        self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1, act=act)
+                       for i in range(len(nouts))]
 
     def __call__(self, x: Inputs) -> Any:  # Any: as Layer.__call__
         for layer in self.layers:

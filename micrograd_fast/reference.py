@@ -17,12 +17,14 @@ import functools
 import itertools
 import math
 import numbers
+import operator
 import threading
-from collections.abc import Callable, Iterable
-from typing import Any, Optional, TypeVar, Union
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Optional, SupportsIndex, TypeVar, Union
 
-__all__ = ["Value", "assign", "dot", "enable_grad", "is_grad_enabled", "layer",
-           "neuron_parameters", "no_grad", "sum_values", "zero_grads"]
+__all__ = ["Value", "assign", "cross_entropy", "dot", "enable_grad", "is_grad_enabled", "layer",
+           "log_softmax", "logsumexp", "neuron_parameters", "no_grad", "softmax", "sum_values",
+           "zero_grads"]
 
 _creation = itertools.count(1)  # creation number of every node: the order backward() follows
 
@@ -486,6 +488,166 @@ def sum_values(values: Iterable[Union[Value, float]], start: Union[Value, float]
     for v in children[1:]:
         acc = acc + v.data
     return Value._node(acc, tuple(children), 'sum', _sum_backward)
+
+
+# ---- classification: softmax and cross-entropy, each one node with a closed-form backward ----
+#
+# Every node is over ALL the inputs (its children, in the given order); its constant `_k` says
+# which output it is (softmax, log_softmax) or the target class (cross_entropy). The max is
+# subtracted before exp, so no exp can overflow and logits of +-1000 keep their answer:
+#     m = max(x),  s = exp(x0 - m) + exp(x1 - m) + ... (left to right),  logsumexp = m + log(s)
+# The backward recomputes m and s from the children's data (as * reads its children's data).
+
+def _exp(z: float) -> float:
+    # math.exp, overflowing to inf as C's exp does (z > 0 only when the max is +inf)
+    try:
+        return math.exp(z)
+    except OverflowError:
+        return math.inf
+
+
+def _log(s: float) -> float:
+    # math.log, with log(0) = -inf as C's log (s == 0 only when every input is -inf)
+    return math.log(s) if s != 0 else -math.inf
+
+
+def _shift_and_sum(xs: Sequence[float]) -> tuple[float, float]:
+    """(m, s): the largest x (0 when that is infinite, as torch: inf - inf would be nan) and the
+    sum of exp(x - m), left to right."""
+    m = xs[0]
+    for x in xs[1:]:
+        if x > m:
+            m = x
+    if math.isinf(m):
+        m = 0.0
+    s = 0.0
+    for x in xs:
+        s = s + _exp(x - m)
+    return m, s
+
+
+def _prob(x: float, m: float, s: float) -> float:  # softmax: exp(x - m) / s
+    return _exp(x - m) / s if s != 0 else math.nan
+
+
+def _classify_items(values: Iterable[Union[Value, float]], who: str) -> list[Value]:
+    items = []
+    for item in values:
+        v = _operand(item)
+        if v is None:
+            raise TypeError(f"{who}() takes Values or real numbers, not {type(item).__name__!r}")
+        items.append(v)
+    if not items:
+        raise ValueError(f"{who}() of an empty list")
+    return items
+
+
+def softmax(values: Iterable[Union[Value, float]]) -> list[Value]:
+    """[exp(x_i) / sum_j exp(x_j) for each i]: one 'softmax' node per output, each over all the
+    inputs, computed as exp(x_i - max) / s."""
+    xs = _classify_items(values, "softmax")
+    children = tuple(xs)
+    m, s = _shift_and_sum([x.data for x in xs])
+    return [Value._node(_prob(x.data, m, s), children, 'softmax', _softmax_backward, i)
+            for i, x in enumerate(xs)]
+
+
+def log_softmax(values: Iterable[Union[Value, float]]) -> list[Value]:
+    """[x_i - logsumexp(x) for each i]: one 'log_softmax' node per output, each over all the
+    inputs, computed as (x_i - max) - log(s)."""
+    xs = _classify_items(values, "log_softmax")
+    children = tuple(xs)
+    m, s = _shift_and_sum([x.data for x in xs])
+    return [Value._node((x.data - m) - _log(s), children, 'log_softmax', _log_softmax_backward, i)
+            for i, x in enumerate(xs)]
+
+
+def logsumexp(values: Iterable[Union[Value, float]]) -> Value:
+    """log(exp(x0) + exp(x1) + ...) as ONE node ('logsumexp'), computed as max + log(s)."""
+    xs = _classify_items(values, "logsumexp")
+    m, s = _shift_and_sum([x.data for x in xs])
+    return Value._node(m + _log(s), tuple(xs), 'logsumexp', _logsumexp_backward)
+
+
+def _target(target: SupportsIndex) -> int:
+    # a class index: an int (or anything with __index__, a numpy integer), not a bool or float
+    if isinstance(target, bool) or not hasattr(type(target), "__index__"):
+        raise TypeError(f"cross_entropy() target must be an int class index, "
+                        f"not {type(target).__name__!r}")
+    return operator.index(target)
+
+
+def cross_entropy(logits: Iterable[Union[Value, float]], target: SupportsIndex) -> Value:
+    """-log softmax(logits)[target] = logsumexp(logits) - logits[target], as ONE node
+    ('cross_entropy'), computed as log(s) - (logits[target] - max). Its gradient is p - onehot.
+    A batch's loss is the mean: sum(losses) / n."""
+    t = _target(target)
+    xs = _classify_items(logits, "cross_entropy")
+    if not 0 <= t < len(xs):
+        raise IndexError(f"cross_entropy() target {t} is out of range for {len(xs)} classes")
+    m, s = _shift_and_sum([x.data for x in xs])
+    return Value._node(_log(s) - (xs[t].data - m), tuple(xs), 'cross_entropy',
+                       _cross_entropy_backward, t)
+
+
+def _softmax_backward(out: Value) -> None:  # d p_i / d x_j = p_i * ([i == j] - p_j)
+    i, xs = int(out._k), out._children
+    m, s = _shift_and_sum([x.data for x in xs])
+    p_i = _prob(xs[i].data, m, s)
+    for j, x in enumerate(xs):
+        x.grad += (p_i * ((i == j) - _prob(x.data, m, s))) * out.grad
+
+
+def _log_softmax_backward(out: Value) -> None:  # d log p_i / d x_j = [i == j] - p_j
+    i, xs = int(out._k), out._children
+    m, s = _shift_and_sum([x.data for x in xs])
+    for j, x in enumerate(xs):
+        x.grad += ((i == j) - _prob(x.data, m, s)) * out.grad
+
+
+def _logsumexp_backward(out: Value) -> None:  # d logsumexp / d x_j = p_j
+    xs = out._children
+    m, s = _shift_and_sum([x.data for x in xs])
+    for x in xs:
+        x.grad += _prob(x.data, m, s) * out.grad
+
+
+def _cross_entropy_backward(out: Value) -> None:  # d loss / d x_j = p_j - [j == target]
+    t, xs = int(out._k), out._children
+    m, s = _shift_and_sum([x.data for x in xs])
+    for j, x in enumerate(xs):
+        x.grad += (_prob(x.data, m, s) - (j == t)) * out.grad
+
+
+def _softmax_forward(out: Value) -> float:
+    xs = out._children
+    m, s = _shift_and_sum([x.data for x in xs])
+    return _prob(xs[int(out._k)].data, m, s)
+
+
+def _log_softmax_forward(out: Value) -> float:
+    xs = out._children
+    m, s = _shift_and_sum([x.data for x in xs])
+    return (xs[int(out._k)].data - m) - _log(s)
+
+
+def _logsumexp_forward(out: Value) -> float:
+    m, s = _shift_and_sum([x.data for x in out._children])
+    return m + _log(s)
+
+
+def _cross_entropy_forward(out: Value) -> float:
+    xs = out._children
+    m, s = _shift_and_sum([x.data for x in xs])
+    return _log(s) - (xs[int(out._k)].data - m)
+
+
+_FORWARD.update({  # recompute() of the classification nodes: their forward, as made above
+    _softmax_backward: _softmax_forward,
+    _log_softmax_backward: _log_softmax_forward,
+    _logsumexp_backward: _logsumexp_forward,
+    _cross_entropy_backward: _cross_entropy_forward,
+})
 
 
 # ---- bulk setters for training loops ----

@@ -229,3 +229,98 @@ def test_demo_steps_equal_upstream_full_size(engine, ref):
         assert acc == mg_acc
         assert loss == pytest.approx(mg_loss, rel=1e-12)
     assert params == pytest.approx(mg_params, rel=1e-12, abs=1e-15)
+
+
+# ---- activations: Neuron(nin, nonlin=True, act='relu'), MLP(nin, nouts, act='relu') -------------
+
+ACTS = ["relu", "tanh", "sigmoid"]
+
+
+def test_activation_reprs(engine):
+    nn = engine.nn
+    assert repr(nn.Neuron(2, act="relu")) == "ReLUNeuron(2)"
+    assert repr(nn.Neuron(2, act="tanh")) == "TanhNeuron(2)"
+    assert repr(nn.Neuron(2, act="sigmoid")) == "SigmoidNeuron(2)"
+    assert repr(nn.Neuron(2, nonlin=False, act="tanh")) == "LinearNeuron(2)"
+    assert repr(nn.Layer(2, 2, act="sigmoid")) == "Layer of [SigmoidNeuron(2), SigmoidNeuron(2)]"
+    assert repr(nn.MLP(2, [2, 1], act="tanh")) == (
+        "MLP of [Layer of [TanhNeuron(2), TanhNeuron(2)], Layer of [LinearNeuron(2)]]")
+
+
+def test_bad_activation_is_a_value_error(engine):
+    nn = engine.nn
+    for make in (lambda: nn.Neuron(2, act="gelu"), lambda: nn.Layer(2, 3, act="ReLU"),
+                 lambda: nn.MLP(2, [3, 1], act=None)):
+        with pytest.raises(ValueError, match="act is 'relu', 'tanh' or 'sigmoid'"):
+            make()
+    random.seed(0)
+    layer = nn.Layer(2, 3)
+    layer.neurons[1].act = "exp"  # changed after construction: the call says so, in both paths
+    with pytest.raises(ValueError, match="unknown activation 'exp'"):
+        layer([1.0, 2.0])
+    with pytest.raises(ValueError, match="unknown activation 'exp'"):
+        layer.neurons[1]([1.0, 2.0])
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_activation_keeps_micrograds_draws(engine, act):
+    """act changes no random draw: the parameters are those of the default (micrograd's)."""
+    got = [p.data for p in (random.seed(7), engine.nn.MLP(3, [4, 2], act=act))[1].parameters()]
+    want = [p.data for p in build(engine.nn, 7, 3, (4, 2)).parameters()]
+    assert got == want
+    assert random.random() == (random.seed(7), build(engine.nn, 7, 3, (4, 2)), random.random())[2]
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_layer_fast_path_equals_calling_the_neurons(engine, ref, act):
+    """The engine's layer() computes plain Neurons itself: the same nodes (ops, numbers, order)
+    as calling each Neuron, on both engines, bit for bit."""
+    def run(e, fast):
+        random.seed(11)
+        model = e.nn.MLP(3, [5, 4, 2], act=act)
+        x = [e.Value(v) for v in (0.4, -1.3, 2.2)]
+        h = x
+        for layer in model.layers:
+            h = layer(h) if fast else [n(h) for n in layer.neurons]
+        ops = [o._op for o in h] + sorted(c._op for o in h for c in o._prev)
+        loss = h[0] * h[1] + h[1]
+        loss.backward()
+        return ops, [o.data for o in h], [p.grad for p in model.parameters()] + [v.grad for v in x]
+
+    got = run(engine, True)
+    assert got == run(engine, False)
+    assert got == run(ref, False)
+    hidden = {"relu": "ReLU", "tanh": "tanh", "sigmoid": "sigmoid"}[act]
+    assert got[0][:2] == ["dot", "dot"] and set(got[0][2:]) == {"", hidden}  # bias leaves: ''
+
+
+def test_neuron_without_act_attribute_is_relu(engine):
+    """A Neuron pickled before `act` existed has no act in its dict: it is a ReLU neuron."""
+    import copy
+
+    random.seed(2)
+    layer = engine.nn.Layer(2, 2)
+    for n in layer.neurons:
+        del n.__dict__["act"]
+    assert repr(layer) == "Layer of [ReLUNeuron(2), ReLUNeuron(2)]"
+    outs = layer([engine.Value(-5.0), engine.Value(0.5)])
+    assert [o._op for o in outs] == ["ReLU", "ReLU"]
+    again = copy.deepcopy(engine.nn.Neuron(2, act="tanh"))  # as pickle: through __dict__
+    assert again.act == "tanh" and again([1.0, 2.0])._op == "tanh"
+
+
+@pytest.mark.parametrize("act", ["tanh", "sigmoid"])
+def test_training_with_other_activations_matches_reference(engine, ref, act):
+    def losses(e):
+        random.seed(4)
+        model = e.nn.MLP(2, [8, 1], act=act)
+        X, y = demo.make_moons(20, seed=4)
+        out = []
+        for k in range(3):
+            loss, _ = demo.train_step(model, X, y, e.Value, k, 3)
+            out.append(loss)
+        return out
+
+    got = losses(engine)
+    assert got == losses(ref)
+    assert got[-1] < got[0]

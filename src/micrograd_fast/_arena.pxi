@@ -31,7 +31,8 @@ cdef extern from *:
         uint64_t seq : 48;       /* creation number: the key of a node's label / op name */
         uint64_t op : 8;         /* OP_* */
         uint64_t flags : 8;      /* FLAG_* */
-        int32_t a, b;            /* children (0 = none); n-ary / PY ops: a = number of children */
+        int32_t a, b;            /* children (0 = none); n-ary / PY ops: a = number of children,
+                                    b = 0 or the op's integer (_classify.pxi) */
         uint32_t nref;           /* +1 per live facade, +1 per parent edge */
         uint32_t mark;           /* epoch of the last topological sort that reached this node;
                                     during release: the next node on the list; during
@@ -101,7 +102,11 @@ cdef enum:
     OP_POW = 9       # x ** y, both Values
     OP_DOT = 10      # n-ary: bias + w0*x0 + ... (children: bias, w..., x...)
     OP_SUM = 11      # n-ary: c0 + c1 + ...
-    OP_PY = 12       # children in u.ext, backward is a Python callable (u.ext.fn, may be NULL)
+    OP_SOFTMAX = 12      # n-ary over all the inputs (_classify.pxi); b = which output
+    OP_LOG_SOFTMAX = 13  # n-ary, as softmax; b = which output
+    OP_LOGSUMEXP = 14    # n-ary
+    OP_CROSS_ENTROPY = 15  # n-ary over the logits; b = the target class
+    OP_PY = 16       # LAST: children in u.ext, backward is a Python callable (u.ext.fn, may be NULL)
 
     FLAG_INT_K = 1       # the exponent k was an int: the op is named '**2', not '**2.0'
     FLAG_LABEL = 2       # has an entry in _labels (keyed by seq, which compaction keeps)

@@ -43,6 +43,8 @@ def _check_arena():
             if _is_ext(nodes[i].op):
                 if nodes[i].u.ext == NULL:
                     raise AssertionError(f"node {i}: n-ary op without children block")
+                if OP_SOFTMAX <= nodes[i].op <= OP_CROSS_ENTROPY and not 0 <= nodes[i].b < nodes[i].a:
+                    raise AssertionError(f"node {i}: output / target {nodes[i].b} of {nodes[i].a}")
                 kids, m = nodes[i].u.ext.child, nodes[i].a
             else:
                 kids, m = NULL, 0

@@ -14,9 +14,11 @@ those of micrograd_fast/reference.py, which is the spec. One file per job:
     _gradmode.pxi no_grad / enable_grad: per-thread switch; operators' result nodes under it
     _replay.pxi   recompute() of a retained graph, graph zero_grad, zero_grads, assign
     _optim.pxi    the optimizers' C state and update loops (micrograd_fast/optim.py drives them)
+    _classify.pxi softmax / log_softmax / logsumexp / cross_entropy: stable n-ary nodes
     _check.pxi    arena statistics and the consistency check the tests run
 """
 cimport cython
+import operator
 from cpython.exc cimport PyErr_WriteUnraisable
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_Check, PyFloat_CheckExact
 from cpython.long cimport PyLong_AsDouble, PyLong_Check, PyLong_CheckExact
@@ -26,10 +28,10 @@ from cpython.object cimport PyObject
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from libc.math cimport NAN, log, tanh
+from libc.math cimport NAN, exp, isinf, log, tanh
 from libc.stdint cimport int32_t, uint32_t, uint64_t
 from libc.stdlib cimport qsort
-from libc.string cimport memset
+from libc.string cimport memcpy, memset
 
 from micrograd_fast._fmath cimport (F_DOMAIN, F_RANGE, F_ZERO_DIV, py_exp, py_log, py_pow,
                                     py_sigmoid)
@@ -107,6 +109,7 @@ include "_value.pxi"
 include "_fused.pxi"
 include "_replay.pxi"
 include "_optim.pxi"
+include "_classify.pxi"
 include "_check.pxi"
 
 

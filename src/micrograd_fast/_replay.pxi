@@ -48,7 +48,8 @@ cdef inline bint _has_forward(unsigned int op) noexcept nogil:
     # and an op added to the engine has none until a case is added here and in _forward
     return (op == OP_LEAF or op == OP_ADD or op == OP_MUL or op == OP_POWK or op == OP_RELU
             or op == OP_TANH or op == OP_EXP or op == OP_LOG or op == OP_SIGMOID or op == OP_POW
-            or op == OP_DOT or op == OP_SUM)
+            or op == OP_DOT or op == OP_SUM or op == OP_SOFTMAX or op == OP_LOG_SOFTMAX
+            or op == OP_LOGSUMEXP or op == OP_CROSS_ENTROPY)
 
 
 @cython.boundscheck(False)
@@ -90,6 +91,8 @@ cdef inline int _forward(mgf_node* n) except -1:
         if err:
             _unary_error(op, err)
         n.data = y
+    elif OP_SOFTMAX <= op <= OP_CROSS_ENTROPY:
+        n.data = _classify_forward(n - nodes)
     elif op != OP_LEAF:  # _has_forward was checked before any number changed
         raise SystemError(f"recompute: no forward rule for op code {op}")
     return 0

@@ -169,6 +169,8 @@ cdef int _backprop_node(Py_ssize_t j) except -1:
         else:
             d = NAN
         nodes[b].grad += d * g
+    elif OP_SOFTMAX <= op <= OP_CROSS_ENTROPY:
+        _classify_backward(n)  # _classify.pxi
     elif op == OP_PY:
         if n.u.ext.fn != NULL:
             fn = <object>n.u.ext.fn  # a new reference: the callable may replace itself

@@ -73,7 +73,8 @@ cdef str _opname(Py_ssize_t i):
         if nodes[i].flags & FLAG_INT_K:
             return f"**{int(nodes[i].u.k)}"
         return f"**{nodes[i].u.k!r}"
-    return ('', '+', '*', '', 'ReLU', 'tanh', 'exp', 'log', 'sigmoid', '**', 'dot', 'sum', '')[op]
+    return ('', '+', '*', '', 'ReLU', 'tanh', 'exp', 'log', 'sigmoid', '**', 'dot', 'sum', 'softmax',
+            'log_softmax', 'logsumexp', 'cross_entropy', '')[op]
 
 
 cdef int _make_python_op(Py_ssize_t i) except -1:
