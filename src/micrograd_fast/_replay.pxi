@@ -223,6 +223,19 @@ cdef Py_ssize_t _leaves_last(int32_t* idx, Py_ssize_t cnt) except -1:
     return j
 
 
+cdef _Order* _cached_order(Py_ssize_t root) noexcept:
+    """root's cached order if it is still valid and holds only nodes with a built-in backward
+    (no Python callback can run during a sweep of it), else NULL."""
+    cdef int k
+    cdef _Order* o
+    for k in range(N_ORDERS):
+        o = &_orders[k]
+        if (o.root == root and o.seq == nodes[root].seq and o.seq != 0 and o.bad == 0
+                and o.compactions == compactions and o.edits == _graph_edits):
+            return o
+    return NULL
+
+
 cdef _Order* _order_for(Py_ssize_t root) except NULL:
     """The evaluation order of root's graph: cached, or found now."""
     global _order_next

@@ -343,10 +343,16 @@ cdef int _backward_from(Py_ssize_t root) except -1:
     cdef int32_t* own = NULL
     cdef Py_ssize_t own_cap = 0, cnt
     cdef unsigned char* seen = NULL
+    cdef _Order* order
     pinned += 1  # the pass holds indices: a Python _backward must not trigger a compaction
     try:
         nodes[root].grad = 1.0
-        if not scratch_busy:
+        order = _cached_order(root)
+        if order != NULL:
+            # recompute() has found this graph's nodes already (a replayed training step):
+            # sweep that list, which is the order the scan would find, without marking
+            _sweep_list(order.idx, order.nops)
+        elif not scratch_busy:
             scratch_busy = True
             try:
                 _reserve(&scratch, &scratch_cap, root + 1)
