@@ -77,6 +77,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Callable, Optional
 
 from . import demo
+from .digits import hinge_loss
 
 # An engine is a types.SimpleNamespace (see load_engine); results are plain JSON-ready dicts.
 Engine = Any
@@ -819,9 +820,7 @@ def multiclass_hinge_loss(model: Any, X: Sequence[Sequence[float]], y: Sequence[
     would be deeper than upstream's recursive backward() can go."""
     losses = []
     for xrow, c in zip(X, y):
-        scores = model(list(map(Value, xrow)))
-        sc = scores[c]
-        losses.append(sum((1 + sj - sc).relu() for j, sj in enumerate(scores) if j != c))
+        losses.append(hinge_loss(model(list(map(Value, xrow))), c))
     data_loss = sum(losses) * (1.0 / len(losses))
     reg_loss = alpha * _balanced_sum([p * p for p in model.parameters()])
     return data_loss + reg_loss
