@@ -32,3 +32,16 @@ def __getattr__(name: str) -> object:
 
         return importlib.import_module(".optim", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+# ---- IPython extension: `%load_ext micrograd_fast` / `%unload_ext micrograd_fast` ----
+
+def load_ipython_extension(ipython: object) -> None:
+    """`%load_ext micrograd_fast`: from here on this kernel's `import micrograd...` (any form)
+    gets micrograd_fast (install_as_micrograd). Loading again is harmless."""
+    install_as_micrograd()
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    """`%unload_ext micrograd_fast`: sys.modules as before the load (upstream micrograd back)."""
+    uninstall_as_micrograd()

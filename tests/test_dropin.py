@@ -331,3 +331,20 @@ def test_uninstall_restores_previous_state(monkeypatch, clean_install, upstream_
     if upstream_imported:
         from micrograd.engine import Value
         assert Value.__module__ == "micrograd.engine"
+
+
+# ---- %load_ext micrograd_fast (IPython; the notebook test runs it in a real kernel) ----
+
+def test_ipython_extension_load_twice_unload_restores(monkeypatch, clean_install):
+    for name in list(_micrograd_entries()):
+        monkeypatch.delitem(sys.modules, name)  # put back after the test
+    before, meta_path = _micrograd_entries(), list(sys.meta_path)
+    micrograd_fast.load_ipython_extension(None)  # IPython passes its shell; it is not needed
+    package = sys.modules["micrograd"]
+    micrograd_fast.load_ipython_extension(None)  # a second load changes nothing
+    assert sys.modules["micrograd"] is package and sys.meta_path[1:] == meta_path
+    from micrograd.engine import Value
+    from micrograd.nn import MLP
+    assert Value is micrograd_fast.engine.Value and MLP is micrograd_fast.nn.MLP
+    micrograd_fast.unload_ipython_extension(None)
+    assert _micrograd_entries() == before and sys.meta_path == meta_path
