@@ -80,7 +80,9 @@ class Value:
 def dot(ws: Iterable[_Operand], xs: Iterable[_Operand], bias: _Operand) -> Value:
     """bias + w0*x0 + w1*x1 + ... as ONE node ('dot'), summed left to right from bias."""
 
-def neuron_parameters(neurons: Iterable[Any], neuron_type: type[Any]) -> list[Value]: ...
+def neuron_parameters(neurons: Iterable[Any], neuron_type: type[Any],
+                      out: list[Value] | None = None) -> list[Value]: ...
+def zero_grad_neurons(neurons: Iterable[Any], neuron_type: type[Any]) -> None: ...
 def layer(neurons: Iterable[Any], x: Sequence[_Operand], neuron_type: type[Any]) -> list[Any]:
     """[n(x) for n in neurons]; neurons of exactly neuron_type (nn.Neuron) are computed in C with
     the same nodes, numbers and creation order as Neuron.__call__."""

@@ -34,11 +34,11 @@ if TYPE_CHECKING:
     # engine has the same one
     from ._engine import (Value, assign, cross_entropy, dot, enable_grad, is_grad_enabled, layer,
                           log_softmax, logsumexp, neuron_parameters, no_grad, softmax, sum_values,
-                          zero_grads)
+                          zero_grad_neurons, zero_grads)
 elif os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
     from .reference import (Value, assign, cross_entropy, dot, enable_grad, is_grad_enabled,
                             layer, log_softmax, logsumexp, neuron_parameters, no_grad, softmax,
-                            sum_values, zero_grads)
+                            sum_values, zero_grad_neurons, zero_grads)
 
     BACKEND = "python"
 else:
@@ -53,7 +53,8 @@ else:
     Value, dot, layer, neuron_parameters, sum_values = (
         _compiled.Value, _compiled.dot, _compiled.layer, _compiled.neuron_parameters,
         _compiled.sum_values)
-    assign, zero_grads = _compiled.assign, _compiled.zero_grads
+    assign, zero_grads, zero_grad_neurons = (
+        _compiled.assign, _compiled.zero_grads, _compiled.zero_grad_neurons)
     no_grad, enable_grad, is_grad_enabled = (
         _compiled.no_grad, _compiled.enable_grad, _compiled.is_grad_enabled)
     softmax, log_softmax, logsumexp, cross_entropy = (
@@ -62,4 +63,4 @@ else:
 
 __all__ = ["BACKEND", "Value", "assign", "cross_entropy", "dot", "enable_grad", "is_grad_enabled",
            "layer", "log_softmax", "logsumexp", "neuron_parameters", "no_grad", "softmax",
-           "sum_values", "zero_grads"]
+           "sum_values", "zero_grad_neurons", "zero_grads"]

@@ -84,8 +84,17 @@ class Layer(Module):
             return _engine.neuron_parameters(self.neurons, Neuron)
         return [p for n in self.neurons for p in n.parameters()]
 
+    def zero_grad(self) -> None:
+        if type(self).parameters is Layer.parameters and Neuron.parameters is _neuron_parameters:
+            _engine.zero_grad_neurons(self.neurons, Neuron)  # no parameter list is built
+        else:  # an overridden parameters() says what to zero
+            super().zero_grad()
+
     def __repr__(self) -> str:
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
+
+
+_layer_parameters = Layer.parameters
 
 
 class MLP(Module):
@@ -103,9 +112,20 @@ class MLP(Module):
 
     def parameters(self) -> list[Value]:
         params: list[Value] = []
-        for layer in self.layers:  # extend, not a comprehension: no Python step per parameter
-            params.extend(layer.parameters())
+        plain = Layer.parameters is _layer_parameters and Neuron.parameters is _neuron_parameters
+        for layer in self.layers:  # no Python step per parameter
+            if plain and type(layer) is Layer:  # the engine appends a plain Layer's itself
+                _engine.neuron_parameters(layer.neurons, Neuron, params)
+            else:
+                params.extend(layer.parameters())
         return params
+
+    def zero_grad(self) -> None:
+        if type(self).parameters is MLP.parameters:
+            for layer in self.layers:
+                layer.zero_grad()
+        else:  # an overridden parameters() says what to zero
+            super().zero_grad()
 
     def __repr__(self) -> str:
         return f"MLP of [{', '.join(str(layer) for layer in self.layers)}]"

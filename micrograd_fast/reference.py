@@ -24,7 +24,7 @@ from typing import Any, Optional, SupportsIndex, TypeVar, Union
 
 __all__ = ["Value", "assign", "cross_entropy", "dot", "enable_grad", "is_grad_enabled", "layer",
            "log_softmax", "logsumexp", "neuron_parameters", "no_grad", "softmax", "sum_values",
-           "zero_grads"]
+           "zero_grad_neurons", "zero_grads"]
 
 _creation = itertools.count(1)  # creation number of every node: the order backward() follows
 
@@ -470,10 +470,20 @@ def layer(neurons: Iterable[Callable[[Any], Any]], x: Any,
     return [n(x) for n in neurons]
 
 
-def neuron_parameters(neurons: Iterable[Any], neuron_type: type[Any]) -> list[Value]:
-    """All the neurons' parameters in order: ``[p for n in neurons for p in n.parameters()]``.
-    (The compiled engine reads neurons of exactly neuron_type itself, with the same result.)"""
-    return [p for n in neurons for p in n.parameters()]
+def neuron_parameters(neurons: Iterable[Any], neuron_type: type[Any],
+                      out: Optional[list[Value]] = None) -> list[Value]:
+    """All the neurons' parameters in order: ``[p for n in neurons for p in n.parameters()]``,
+    appended to out when given. (The compiled engine reads neurons of exactly neuron_type
+    itself, with the same result.)"""
+    params = [] if out is None else out
+    params.extend(p for n in neurons for p in n.parameters())
+    return params
+
+
+def zero_grad_neurons(neurons: Iterable[Any], neuron_type: type[Any]) -> None:
+    """``zero_grads(neuron_parameters(neurons, neuron_type))`` (the compiled engine's reads
+    plain Neurons itself, without building the list)."""
+    zero_grads(neuron_parameters(neurons, neuron_type))
 
 
 def sum_values(values: Iterable[Union[Value, float]], start: Union[Value, float] = 0) -> Value:

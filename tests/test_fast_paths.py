@@ -170,3 +170,39 @@ def test_the_active_engine_exports_the_helpers():
     engine = micrograd_fast.engine
     assert engine.zero_grads is getattr(engine, "zero_grads")
     assert micrograd_fast.nn.Layer.parameters  # nn reaches them through the engine module
+
+
+def test_zero_grad_of_layers_and_mlps_honours_overrides(engine):
+    model = _mlp(engine)
+    extra = engine.Value(1.0)
+
+    class Partial(engine.nn.Layer):  # zeroes only its first neuron's parameters, plus extra
+        def parameters(self):
+            return self.neurons[0].parameters() + [extra]
+
+    layer = model.layers[1]
+    layer.__class__ = Partial
+    everything = [p for l in model.layers for n in l.neurons for p in n.w + [n.b]]
+    for p in everything + [extra]:
+        p.grad = 2.0
+    model.zero_grad()  # MLP.parameters is not overridden: each layer's zero_grad decides
+    first = set(map(id, layer.neurons[0].parameters()))
+    untouched = [p for n in layer.neurons[1:] for p in n.w + [n.b]]
+    assert extra.grad == 0.0 and all(p.grad == 2.0 for p in untouched)
+    assert all(p.grad == 0.0 for p in everything if id(p) in first or p not in untouched)
+    # appending into a given list
+    out = [extra]
+    assert engine.module.neuron_parameters(model.layers[0].neurons, engine.nn.Neuron, out) is out
+    assert out[1:] == model.layers[0].parameters()
+
+    class OnlyLast(engine.nn.MLP):
+        def parameters(self):
+            return self.layers[-1].parameters()
+
+    m2 = _mlp(engine)
+    m2.__class__ = OnlyLast
+    for p in [p for l in m2.layers for n in l.neurons for p in n.w + [n.b]]:
+        p.grad = 3.0
+    m2.zero_grad()
+    assert all(p.grad == 0.0 for p in m2.layers[-1].parameters())
+    assert all(p.grad == 3.0 for l in m2.layers[:-1] for n in l.neurons for p in n.w + [n.b])

@@ -41,17 +41,19 @@ cdef extern from *:
 
     #define MGF_EXT_SIZE(n) (offsetof(mgf_ext, child) + ((n) > 0 ? (n) : 1) * sizeof(int32_t))
 
-    /* The arena's arrays. Big ones (Linux) are 2 MiB-aligned and asked to be backed by
-       transparent huge pages: a sweep over millions of nodes then misses the TLB far less
-       (THP is often in `madvise` mode, so it must be asked for). Growing copies the used part
-       only. Plain malloc/free (not PyMem): the blocks are ours alone. */
+    /* The arena's arrays. Big ones (Linux, from 32 MiB: ~700k nodes) are 2 MiB-aligned and
+       asked to be backed by transparent huge pages: a sweep over millions of nodes then misses
+       the TLB far less (THP is often in `madvise` mode, so it must be asked for). Smaller ones
+       do not: a huge page is resident whole once touched, which would add up to 2 MiB per
+       array to a graph of a few thousand nodes. Growing copies the used part only. Plain
+       malloc/free (not PyMem): the blocks are ours alone. */
     #if defined(__linux__)
     #include <sys/mman.h>
     #endif
     #define MGF_HUGE ((size_t)2 << 20)
     static void* mgf_arena_realloc(void* old, size_t used, size_t size) {
     #if defined(__linux__) && defined(MADV_HUGEPAGE)
-        if (size >= MGF_HUGE) {
+        if (size >= 16 * MGF_HUGE) {
             void* p = NULL;
             size_t rounded = (size + MGF_HUGE - 1) & ~(MGF_HUGE - 1);
             if (posix_memalign(&p, MGF_HUGE, rounded) != 0) return NULL;

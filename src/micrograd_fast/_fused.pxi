@@ -175,11 +175,13 @@ cdef object _neuron_general(object ws, object xseq, object bias, unsigned int ac
     return v
 
 
-def neuron_parameters(neurons, neuron_type):
+def neuron_parameters(neurons, neuron_type, list out=None):
     """``[p for n in neurons for p in n.parameters()]``, with each neuron whose type is exactly
     neuron_type (nn.Neuron) read here as Neuron.parameters does -- ``n.w + [n.b]`` -- without a
-    Python call per neuron. Any other neuron's parameters() is called."""
-    cdef list out = []
+    Python call per neuron. Any other neuron's parameters() is called. With out, they are
+    appended to it (and it is returned)."""
+    if out is None:
+        out = []
     cdef object d
     cdef PyObject* w
     cdef PyObject* b
@@ -194,6 +196,33 @@ def neuron_parameters(neurons, neuron_type):
                 continue
         out.extend(n.parameters())
     return out
+
+
+def zero_grad_neurons(neurons, neuron_type):
+    """``zero_grads(neuron_parameters(neurons, neuron_type))`` without building the list: each
+    plain Neuron's w and b grads set to 0 straight from its dict (Layer.zero_grad)."""
+    cdef object d
+    cdef PyObject* w
+    cdef PyObject* b
+    cdef PyObject** items
+    cdef Py_ssize_t k, n
+    for neuron in neurons:
+        if type(neuron) is neuron_type:
+            d = PyObject_GenericGetDict(neuron, NULL)
+            w = PyDict_GetItemWithError(d, _s_w)
+            b = PyDict_GetItemWithError(d, _s_b)
+            if w != NULL and b != NULL and type(<object>w) is list and _live_value(b):
+                items = PySequence_Fast_ITEMS(<object>w)
+                n = len(<list>w)
+                for k in range(n):
+                    if not _live_value(items[k]):
+                        break
+                else:
+                    for k in range(n):
+                        nodes[MGF_IDX(items[k])].grad = 0.0
+                    nodes[MGF_IDX(b)].grad = 0.0
+                    continue
+        zero_grads(neuron.parameters())
 
 
 cdef object _dot(object ws, object xs, object bias):
