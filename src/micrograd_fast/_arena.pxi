@@ -366,10 +366,102 @@ cdef int _release(Py_ssize_t i) except -1:
     return 0
 
 
+cdef enum:
+    DYING = 0xFFFFFFFE  # mark of a node that _scan_free found dead but has not freed yet
+
+cdef int32_t* _dying = NULL  # the nodes the current _scan_free marked DYING (its fallback's list)
+cdef Py_ssize_t _dying_cap = 0
+
+
+cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
+    """Free node j, whose last reference went, and everything that dies with it.
+
+    Children sit below their parents, so one downward pass from j meets every node that dies
+    with it after all its parents have let go: the nodes are freed in index order, walking the
+    arena's memory from high to low (a whole graph's teardown is a sequential sweep, not a hunt
+    through a linked list). When the dying nodes are spread thinly over live ones, the pass
+    stops early and hands the rest to the _pending list."""
+    global _pending
+    cdef Py_ssize_t pending = 1, done = 0, skipped = 0, ndying = 0, before, t, c
+    nodes[j].mark = DYING
+    while pending and j > 0:
+        if nodes[j].mark != DYING:
+            skipped += 1
+            if skipped > 4 * done + 256:
+                break
+            j -= 1
+            continue
+        nodes[j].mark = 0
+        before = ndying
+        _free_node(j, deferred, &ndying)
+        pending += ndying - before - 1
+        done += 1
+        j -= 1
+    if pending:
+        for t in range(ndying):
+            c = _dying[t]
+            if nodes[c].mark == DYING:  # not freed yet: to the list
+                nodes[c].mark = <uint32_t>_pending
+                _pending = c
+    return 0
+
+
+cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except -1:
+    """Drop node j's references to its children (one that loses its last is marked DYING and
+    recorded in _dying), queue its Python objects in deferred, and leave its slot dead."""
+    global live
+    cdef Py_ssize_t c, k, m
+    cdef mgf_ext* ext
+    cdef mgf_node* n = &nodes[j]
+    m = n.a if _is_ext(n.op) else 2
+    if ndying[0] + m > _dying_cap:
+        _reserve(&_dying, &_dying_cap, ndying[0] + m)
+    if _is_ext(n.op):
+        ext = n.u.ext
+        if ext.held != NULL:
+            for k in range(m):
+                _unhold(ext.child[k])
+        for k in range(m):
+            c = ext.child[k]
+            nodes[c].nref -= 1
+            if nodes[c].nref == 0:
+                nodes[c].mark = DYING
+                _dying[ndying[0]] = <int32_t>c
+                ndying[0] += 1
+        _defer(deferred, ext.fn)
+        _defer(deferred, ext.held)
+        PyMem_Free(ext)
+        n.u.ext = NULL
+    else:
+        c = n.a
+        if c:
+            nodes[c].nref -= 1
+            if nodes[c].nref == 0:
+                nodes[c].mark = DYING
+                _dying[ndying[0]] = <int32_t>c
+                ndying[0] += 1
+        c = n.b
+        if c:
+            nodes[c].nref -= 1
+            if nodes[c].nref == 0:
+                nodes[c].mark = DYING
+                _dying[ndying[0]] = <int32_t>c
+                ndying[0] += 1
+    if n.flags & FLAG_LABEL:
+        _defer(deferred, _pop_side(_labels, n.seq))
+    if n.flags & FLAG_OPNAME:
+        _defer(deferred, _pop_side(_opnames, n.seq))
+    n.op = OP_LEAF
+    n.flags = 0
+    n.a = n.b = 0
+    facades[j] = NULL
+    live -= 1
+    return 0
+
+
 cdef int _drain() except -1:
     global live, top, pinned, _pending, _want_compact
-    cdef Py_ssize_t j, c, k
-    cdef mgf_ext* ext
+    cdef Py_ssize_t j
     cdef PyObject* o
     cdef Deferred deferred
     deferred.items = NULL
@@ -380,43 +472,7 @@ cdef int _drain() except -1:
                 j = _pending
                 _pending = nodes[j].mark
                 nodes[j].mark = 0
-                if _is_ext(nodes[j].op):
-                    ext = nodes[j].u.ext
-                    if ext.held != NULL:
-                        for k in range(nodes[j].a):
-                            _unhold(ext.child[k])
-                    for k in range(nodes[j].a):
-                        c = ext.child[k]
-                        nodes[c].nref -= 1
-                        if nodes[c].nref == 0:
-                            nodes[c].mark = <uint32_t>_pending
-                            _pending = c
-                    _defer(&deferred, ext.fn)
-                    _defer(&deferred, ext.held)
-                    PyMem_Free(ext)
-                    nodes[j].u.ext = NULL
-                else:
-                    c = nodes[j].a
-                    if c:
-                        nodes[c].nref -= 1
-                        if nodes[c].nref == 0:
-                            nodes[c].mark = <uint32_t>_pending
-                            _pending = c
-                    c = nodes[j].b
-                    if c:
-                        nodes[c].nref -= 1
-                        if nodes[c].nref == 0:
-                            nodes[c].mark = <uint32_t>_pending
-                            _pending = c
-                if nodes[j].flags & FLAG_LABEL:
-                    _defer(&deferred, _pop_side(_labels, nodes[j].seq))
-                if nodes[j].flags & FLAG_OPNAME:
-                    _defer(&deferred, _pop_side(_opnames, nodes[j].seq))
-                nodes[j].op = OP_LEAF
-                nodes[j].flags = 0
-                nodes[j].a = nodes[j].b = 0
-                facades[j] = NULL
-                live -= 1
+                _scan_free(j, &deferred)
             if deferred.n == 0:
                 break
             # the arena is consistent: release one Python object (it may run any code, which may
