@@ -154,6 +154,7 @@ def test_training_loop_memory_is_flat(c_engine, quiet_gc):
     Value, nn, stats = c_engine.Value, c_engine.nn, c_engine.arena_stats
     X, y = demo.make_moons(n_samples=100, noise=0.1, seed=7)
     baseline = stats()['live']
+    cap_before = stats()['capacity']  # an emptied arena keeps its capacity (up to 2**20 slots)
     random.seed(7)
     model = nn.MLP(2, [16, 16, 1])
     n_params = len(model.parameters())
@@ -181,8 +182,8 @@ def test_training_loop_memory_is_flat(c_engine, quiet_gc):
     assert set(after) == {baseline + n_params}
     # the arena's size is settled by the first step: no growth afterwards ...
     assert set(capacities) == {capacities[0]}
-    # ... and stays within a small multiple of one step's graph
-    assert capacities[0] <= max(4096, 4 * peaks[0])
+    # ... and stays within a small multiple of one step's graph (or what the arena had already)
+    assert capacities[0] <= max(cap_before, 4096, 4 * peaks[0])
     # dead slots were reclaimed by compaction, not by growing
     assert stats()['compactions'] > compactions
     del model
@@ -309,3 +310,22 @@ def test_big_dead_graph_is_compacted_away_while_others_live(c_engine):
     assert after["high_water"] < 10_000
     assert after["topo_fallbacks"] == before["topo_fallbacks"]
     assert keep.grad == 2 * (1 - math.tanh(4.0) ** 2)
+
+
+def test_an_emptied_arena_keeps_a_moderate_capacity_and_returns_a_big_one(c_engine):
+    """When its last node goes, the arena keeps up to 2**20 slots for the next graph and gives a
+    bigger one's memory back (checked only when no other test's nodes are alive)."""
+    Value, stats = c_engine.Value, c_engine.arena_stats
+    if stats()['live']:
+        pytest.skip("other nodes are alive: the arena cannot empty")
+    x = Value(1.0)
+    for _ in range(200_000):
+        x = x * 1.0
+    del x
+    assert stats()['live'] == 0 and 2 ** 18 <= stats()['capacity'] <= 2 ** 20
+    x = Value(1.0)
+    for _ in range(1_500_000):
+        x = x + 1.0
+    assert stats()['capacity'] > 2 ** 20
+    del x
+    assert stats()['live'] == 0 and stats()['capacity'] == 4096

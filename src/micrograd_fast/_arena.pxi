@@ -120,6 +120,7 @@ cdef enum:
     NIL = 0xFFFFFFFF     # end of the release list
     MAX_SLOTS = 0x7FFFFFF0
     INITIAL_SLOTS = 4096
+    KEEP_SLOTS = 1 << 20  # an emptied arena up to this capacity keeps its memory
 
 cdef mgf_node* nodes = NULL     # the records
 cdef PyObject** facades = NULL  # borrowed: each node's live Value, or NULL
@@ -486,7 +487,9 @@ cdef int _drain() except -1:
         PyMem_RawFree(deferred.items)
     if live == 0 and pinned == 0:  # everything is gone: start over at the bottom
         top = 1
-        if cap > 4 * INITIAL_SLOTS:  # and give a big arena's memory back
+        # and give a big arena's memory back; a smaller one (up to ~56 MB) is kept for the
+        # next graph (a notebook cell run again), saving the unmapping now and the page faults then
+        if cap > KEEP_SLOTS:
             _resize(INITIAL_SLOTS)
     elif top > 4 * INITIAL_SLOTS and _mostly_dead():
         # mostly dead slots: the next operation compacts (here, indices may still be in use),
