@@ -407,11 +407,21 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
     return 0
 
 
+cdef inline void _drop_edge(Py_ssize_t c, Py_ssize_t* ndying) noexcept:
+    """One parent lets go of child c; if that was its last reference, c is marked DYING and
+    recorded in _dying (the caller reserved the room)."""
+    nodes[c].nref -= 1
+    if nodes[c].nref == 0:
+        nodes[c].mark = DYING
+        _dying[ndying[0]] = <int32_t>c
+        ndying[0] += 1
+
+
 cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except -1:
     """Drop node j's references to its children (one that loses its last is marked DYING and
     recorded in _dying), queue its Python objects in deferred, and leave its slot dead."""
     global live
-    cdef Py_ssize_t c, k, m
+    cdef Py_ssize_t k, m
     cdef mgf_ext* ext
     cdef mgf_node* n = &nodes[j]
     m = n.a if _is_ext(n.op) else 2
@@ -423,31 +433,16 @@ cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except
             for k in range(m):
                 _unhold(ext.child[k])
         for k in range(m):
-            c = ext.child[k]
-            nodes[c].nref -= 1
-            if nodes[c].nref == 0:
-                nodes[c].mark = DYING
-                _dying[ndying[0]] = <int32_t>c
-                ndying[0] += 1
+            _drop_edge(ext.child[k], ndying)
         _defer(deferred, ext.fn)
         _defer(deferred, ext.held)
         PyMem_Free(ext)
         n.u.ext = NULL
     else:
-        c = n.a
-        if c:
-            nodes[c].nref -= 1
-            if nodes[c].nref == 0:
-                nodes[c].mark = DYING
-                _dying[ndying[0]] = <int32_t>c
-                ndying[0] += 1
-        c = n.b
-        if c:
-            nodes[c].nref -= 1
-            if nodes[c].nref == 0:
-                nodes[c].mark = DYING
-                _dying[ndying[0]] = <int32_t>c
-                ndying[0] += 1
+        if n.a:
+            _drop_edge(n.a, ndying)
+        if n.b:
+            _drop_edge(n.b, ndying)
     if n.flags & FLAG_LABEL:
         _defer(deferred, _pop_side(_labels, n.seq))
     if n.flags & FLAG_OPNAME:

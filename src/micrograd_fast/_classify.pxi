@@ -87,13 +87,14 @@ cdef void _classify_backward(mgf_node* n) noexcept nogil:
 
 cdef list _classify(object values, unsigned int op, str who, object target):
     """The node(s) of op over values: one per input for softmax / log_softmax (output i has
-    b = i), else one (cross_entropy: b = target, a Python int; None for the others)."""
+    b = i), else one (cross_entropy: b = target; 0 for logsumexp)."""
     cdef list items = []
     cdef list outs = []
     cdef Py_ssize_t n, nout, o, k, i, c
     cdef mgf_ext** blocks = NULL
     cdef mgf_ext* first
-    cdef double m, s
+    cdef double m, s, y
+    cdef bint grad_off
     for v in values:
         v = _as_item(v, who)
         if isinstance(v, Value) and (<Value>v)._i == 0:
@@ -102,7 +103,7 @@ cdef list _classify(object values, unsigned int op, str who, object target):
     n = len(items)
     if n == 0:
         raise ValueError(f"{who}() of an empty list")
-    if target is not None and not 0 <= target < n:
+    if not 0 <= target < n:
         raise IndexError(f"cross_entropy() target {target} is out of range for {n} classes")
     nout = n if op == OP_SOFTMAX or op == OP_LOG_SOFTMAX else 1
     for o in range(nout):  # the facades first: making them may run Python code (a GC pass)
@@ -122,22 +123,22 @@ cdef list _classify(object values, unsigned int op, str who, object target):
         for o in range(1, nout):
             memcpy(blocks[o].child, first.child, n * sizeof(int32_t))
         _shift_and_sum(first.child, n, &m, &s)
-        if _grad_off():  # no graph: the numbers alone, in leaves (then the number leaves go)
-            for o in range(nout):
-                k = o if nout > 1 else (<Py_ssize_t>target if target is not None else 0)
-                _own(<Value>outs[o], _new_node(
-                    OP_LEAF, _classify_value(op, nodes[first.child[k]].data, m, s), 0, 0))
-            for c in range(n):
-                _drop_orphan(first.child[c])
-            return outs
+        grad_off = _grad_off()
         for o in range(nout):
-            k = o if nout > 1 else (<Py_ssize_t>target if target is not None else 0)
-            i = _ext_node(op, _classify_value(op, nodes[first.child[k]].data, m, s), blocks[o], n)
+            k = o if nout > 1 else <Py_ssize_t>target  # the input this output is about
+            y = _classify_value(op, nodes[first.child[k]].data, m, s)
+            if grad_off:  # no graph: the number alone, in a leaf
+                _own(<Value>outs[o], _new_node(OP_LEAF, y, 0, 0))
+                continue
+            i = _ext_node(op, y, blocks[o], n)
             blocks[o] = NULL  # the node owns it now (first stays valid: node 0 owns it)
             nodes[i].b = <int32_t>k
             for c in range(n):
                 nodes[first.child[c]].nref += 1
             _own(<Value>outs[o], i)
+        if grad_off:  # the leaves made for numbers among the inputs go again
+            for c in range(n):
+                _drop_orphan(first.child[c])
     finally:
         for o in range(nout):
             if blocks[o] != NULL:

@@ -135,15 +135,13 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
     for k in range(n):
         if not _live_value(wv[k]):
             return _neuron_general(ws, xseq, bias, act)
-    xv = PySequence_Fast_ITEMS(xseq)
-    if _grad_off():  # no graph: the number alone, in a leaf (summed as below)
+    if _grad_off():  # no graph: dot()'s leaf, the activation applied to its number in place
         _reserve_slots(1)
-        acc = nodes[MGF_IDX(<PyObject*>bias)].data
-        for k in range(n):
-            acc = acc + nodes[MGF_IDX(wv[k])].data * nodes[MGF_IDX(xv[k])].data
+        _dot_leaf(out, ws, xseq, MGF_IDX(<PyObject*>bias))  # cannot fail: all checked above
         if act != OP_LEAF:
-            _unary_value(act, acc, &acc)  # relu/tanh/sigmoid: cannot fail
-        return _own(out, _new_node(OP_LEAF, acc, 0, 0))
+            _unary_value(act, nodes[out._i].data, &nodes[out._i].data)  # cannot fail either
+        return out
+    xv = PySequence_Fast_ITEMS(xseq)
     _reserve_slots(2)
     ext = _alloc_ext(2 * n + 1)
     ch = ext.child
@@ -175,6 +173,15 @@ cdef object _neuron_general(object ws, object xseq, object bias, unsigned int ac
     return v
 
 
+cdef bint _plain_fields(object neuron, PyObject** w, PyObject** b) except -1:
+    """A plain Neuron's w (a list) and b, borrowed from its instance dict; False when either is
+    missing or w is not a list (the caller then asks neuron.parameters())."""
+    cdef object d = PyObject_GenericGetDict(neuron, NULL)
+    w[0] = PyDict_GetItemWithError(d, _s_w)
+    b[0] = PyDict_GetItemWithError(d, _s_b)
+    return w[0] != NULL and b[0] != NULL and type(<object>w[0]) is list
+
+
 def neuron_parameters(neurons, neuron_type, list out=None):
     """``[p for n in neurons for p in n.parameters()]``, with each neuron whose type is exactly
     neuron_type (nn.Neuron) read here as Neuron.parameters does -- ``n.w + [n.b]`` -- without a
@@ -182,36 +189,27 @@ def neuron_parameters(neurons, neuron_type, list out=None):
     appended to it (and it is returned)."""
     if out is None:
         out = []
-    cdef object d
     cdef PyObject* w
     cdef PyObject* b
     for n in neurons:
-        if type(n) is neuron_type:
-            d = PyObject_GenericGetDict(n, NULL)
-            w = PyDict_GetItemWithError(d, "w")
-            b = PyDict_GetItemWithError(d, "b")
-            if w != NULL and b != NULL and type(<object>w) is list:
-                out.extend(<list>w)
-                out.append(<object>b)
-                continue
-        out.extend(n.parameters())
+        if type(n) is neuron_type and _plain_fields(n, &w, &b):
+            out.extend(<list>w)
+            out.append(<object>b)
+        else:
+            out.extend(n.parameters())
     return out
 
 
 def zero_grad_neurons(neurons, neuron_type):
     """``zero_grads(neuron_parameters(neurons, neuron_type))`` without building the list: each
     plain Neuron's w and b grads set to 0 straight from its dict (Layer.zero_grad)."""
-    cdef object d
     cdef PyObject* w
     cdef PyObject* b
     cdef PyObject** items
     cdef Py_ssize_t k, n
     for neuron in neurons:
-        if type(neuron) is neuron_type:
-            d = PyObject_GenericGetDict(neuron, NULL)
-            w = PyDict_GetItemWithError(d, _s_w)
-            b = PyDict_GetItemWithError(d, _s_b)
-            if w != NULL and b != NULL and type(<object>w) is list and _live_value(b):
+        if type(neuron) is neuron_type and _plain_fields(neuron, &w, &b):
+            if _live_value(b):
                 items = PySequence_Fast_ITEMS(<object>w)
                 n = len(<list>w)
                 for k in range(n):
