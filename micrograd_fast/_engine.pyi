@@ -142,10 +142,14 @@ class _ArenaStats(TypedDict):
     compactions: int
     topo_fallbacks: int
     bytes_per_node: int
+    edges: int
+    dead_edges: int
+    edge_capacity: int
     bytes: int
 
 def arena_stats() -> _ArenaStats:
-    """Statistics of the node arena: live nodes, capacity, high-water mark, memory."""
+    """Statistics of the node arena: live nodes, capacity, high-water mark, memory; and of the
+    edge arena (the children of n-ary nodes): edges in use, dead ones, capacity."""
 
 def _rebuild(
     cls: type[Value], data: float, grad: float, label: str, state: dict[str, Any] | None

@@ -161,7 +161,7 @@ def test_training_loop_memory_is_flat(c_engine, quiet_gc):
     assert stats()['live'] == baseline + n_params
     compactions = stats()['compactions']
 
-    peaks, capacities, after = [], [], []
+    peaks, capacities, after, edges = [], [], [], []
     for k in range(1000):
         loss, _ = demo.svm_loss(model, X, y, Value)
         model.zero_grad()
@@ -175,6 +175,7 @@ def test_training_loop_memory_is_flat(c_engine, quiet_gc):
         s = stats()
         capacities.append(s['capacity'])
         after.append(s['live'])
+        edges.append((s['edges'], s['edge_capacity']))
 
     # every step builds the same graph, and drops all of it but the parameters
     assert set(peaks) == {peaks[0]}
@@ -186,6 +187,10 @@ def test_training_loop_memory_is_flat(c_engine, quiet_gc):
     assert capacities[0] <= max(cap_before, 4096, 4 * peaks[0])
     # dead slots were reclaimed by compaction, not by growing
     assert stats()['compactions'] > compactions
+    # the neurons' children (an edge block per dot node) go with their nodes, and the edge
+    # arena does not grow after the first step either
+    assert {e for e, _ in edges} == {edges[0][0]}
+    assert {c for _, c in edges} == {edges[0][1]}
     del model
     assert stats()['live'] == baseline
 
@@ -287,6 +292,63 @@ def test_kept_nodes_survive_many_compactions(engine, quiet_gc):
         g = a.grad
         out.backward()
         assert a.grad == g + 2 * a.data
+
+
+def test_kept_nary_and_python_nodes_survive_many_compactions(engine, quiet_gc):
+    """Nodes whose children sit in the compiled engine's edge arena -- neurons' dot nodes,
+    softmax outputs, hand-built nodes, and '*' nodes turned into Python-backward nodes long after
+    they were made (their block then sits above younger ones') -- keep their children, numbers
+    and gradients while many graphs around them die and the arena compacts."""
+    Value, F = engine.Value, engine.module
+    rng = random.Random(5)
+    kept = []  # (kind, root, leaves, expected grads of the leaves after root.backward())
+
+    def churn():
+        x = Value(rng.random())
+        ws = [Value(rng.random()) for _ in range(8)]
+        for _ in range(rng.randrange(50, 400)):
+            x = F.dot(ws, [x] * 8, Value(0.0)).tanh()
+        x.backward()
+
+    for i in range(120):
+        kind = i % 4
+        if kind == 0:  # a neuron
+            ws = [Value(rng.uniform(-1, 1)) for _ in range(5)]
+            xs = [Value(rng.uniform(-1, 1)) for _ in range(5)]
+            b = Value(0.25)
+            root = F.dot(ws, xs, b)
+            kept.append((root, ws + xs + [b], [x.data for x in xs] + [w.data for w in ws] + [1.0]))
+        elif kind == 1:  # one softmax output over three logits
+            zs = [Value(rng.uniform(-2, 2)) for _ in range(3)]
+            root = F.softmax(zs)[1]
+            e = [math.exp(z.data) for z in zs]
+            p = [v / sum(e) for v in e]
+            kept.append((root, zs, [p[1] * ((k == 1) - p[k]) for k in range(3)]))
+        elif kind == 2:  # hand-built, lecture style
+            a, b = Value(rng.uniform(1, 2)), Value(rng.uniform(1, 2))
+            root = Value(a.data * b.data, (a, b), 'mul')
+
+            def _backward(a=a, b=b, root=root):
+                a.grad += b.data * root.grad
+                b.grad += a.data * root.grad
+            root._backward = _backward
+            kept.append((root, [a, b], [b.data, a.data]))
+        else:  # an old '*' node given a Python backward now, above younger nodes' blocks
+            a, b = kept[-3][1][0], kept[-3][1][1]
+            root = a * b
+            churn()
+            root._backward = lambda a=a, b=b, root=root: (
+                setattr(a, 'grad', a.grad + 3 * root.grad), setattr(b, 'grad', b.grad + 5 * root.grad))
+            kept.append((root, [a, b], [3.0, 5.0] if a is not b else [8.0, 8.0]))
+        churn()
+    for root, leaves, expected in kept:
+        for v in leaves:
+            v.grad = 0.0
+        root.backward()
+        assert [v.grad for v in leaves] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+        assert set(leaves) <= root._prev or root._op == 'softmax'
+    if engine.arena_stats:
+        assert engine.arena_stats()['compactions'] > 0
 
 
 def test_big_dead_graph_is_compacted_away_while_others_live(c_engine):

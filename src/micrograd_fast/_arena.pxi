@@ -13,33 +13,38 @@
 # the operation has read any index -- and never while a backward() sweep or a _prev walk holds
 # indices ("pinned"); then the arena grows instead. It runs when at least half of the slots in
 # use are dead and leaves at least half of the arena free, so it costs O(1) per node amortised.
+#
+# The children of n-ary nodes (a neuron's dot: bias, weights, inputs) and of Python-backward
+# nodes live in a second bump-allocated array, the edge arena: a node's u.e is where its `a`
+# children start. Blocks are handed out in creation order, so backward() and teardown read them
+# as sequentially as the nodes, and no node costs a malloc / free. Edges die with their node
+# (counted in edead) and are slid down when the nodes are compacted. A Python-backward node's
+# callable and held Values sit in a small side table, _pyx, at its index b.
 
 cdef extern from *:
     """
     #include <stdint.h>
     #include <string.h>
 
-    /* children of n-ary and Python-backward nodes; for the latter also the user's backward
-       callable and a tuple holding the children's Values (see _hold in _engine.pyx) */
-    typedef struct { PyObject *fn; PyObject *held; int32_t child[1]; } mgf_ext;
-    typedef union { double k; mgf_ext *ext; } mgf_u;
+    /* u: x**k's exponent k; for n-ary and Python-backward nodes, where their children start
+       in the edge arena */
+    typedef union { double k; int64_t e; } mgf_u;
 
     typedef struct {
         double data;
         double grad;
-        mgf_u u;                 /* x**k: the exponent k; n-ary / PY ops: their children */
+        mgf_u u;                 /* x**k: the exponent k; n-ary / PY ops: edges[u.e ...] */
         uint64_t seq : 48;       /* creation number: the key of a node's label / op name */
         uint64_t op : 8;         /* OP_* */
         uint64_t flags : 8;      /* FLAG_* */
         int32_t a, b;            /* children (0 = none); n-ary / PY ops: a = number of children,
-                                    b = 0 or the op's integer (_classify.pxi) */
+                                    b = 0 or the op's integer (_classify.pxi); PY: b = its
+                                    entry in _pyx (0: none yet) */
         uint32_t nref;           /* +1 per live facade, +1 per parent edge */
         uint32_t mark;           /* epoch of the last topological sort that reached this node;
                                     during release: the next node on the list; during
                                     compaction: the node's new index */
     } mgf_node;
-
-    #define MGF_EXT_SIZE(n) (offsetof(mgf_ext, child) + ((n) > 0 ? (n) : 1) * sizeof(int32_t))
 
     /* The arena's arrays. Big ones (Linux, from 32 MiB: ~700k nodes) are 2 MiB-aligned and
        asked to be backed by transparent huge pages: a sweep over millions of nodes then misses
@@ -69,13 +74,9 @@ cdef extern from *:
         return realloc(old, size);
     }
     """
-    ctypedef struct mgf_ext:
-        PyObject* fn
-        PyObject* held
-        int32_t child[1]
     ctypedef union mgf_u:
         double k
-        mgf_ext* ext
+        int64_t e
     ctypedef struct mgf_node:
         double data
         double grad
@@ -87,7 +88,6 @@ cdef extern from *:
         int32_t b
         uint32_t nref
         uint32_t mark
-    size_t MGF_EXT_SIZE(Py_ssize_t n) nogil
     void* mgf_arena_realloc(void* old, size_t used, size_t size) nogil
 
 cdef enum:
@@ -108,7 +108,7 @@ cdef enum:
     OP_LOG_SOFTMAX = 13  # n-ary, as softmax; b = which output
     OP_LOGSUMEXP = 14    # n-ary
     OP_CROSS_ENTROPY = 15  # n-ary over the logits; b = the target class
-    OP_PY = 16       # LAST: children in u.ext, backward is a Python callable (u.ext.fn, may be NULL)
+    OP_PY = 16       # LAST: children in the edge arena, backward a Python callable (_pyx, may be NULL)
 
     FLAG_INT_K = 1       # the exponent k was an int: the op is named '**2', not '**2.0'
     FLAG_LABEL = 2       # has an entry in _labels (keyed by seq, which compaction keeps)
@@ -121,6 +121,8 @@ cdef enum:
     MAX_SLOTS = 0x7FFFFFF0
     INITIAL_SLOTS = 4096
     KEEP_SLOTS = 1 << 20  # an emptied arena up to this capacity keeps its memory
+    INITIAL_EDGES = 16384
+    KEEP_EDGES = 1 << 22  # likewise for the edge arena (16 MiB)
 
 cdef mgf_node* nodes = NULL     # the records
 cdef PyObject** facades = NULL  # borrowed: each node's live Value, or NULL
@@ -130,6 +132,12 @@ cdef Py_ssize_t live = 0        # live nodes
 cdef uint64_t next_seq = 1      # the next creation number
 cdef int pinned = 0             # > 0: someone holds node indices, compaction must wait
 cdef Py_ssize_t compactions = 0
+
+cdef int32_t* edges = NULL      # the children of n-ary / PY nodes, in blocks
+cdef Py_ssize_t ecap = 0        # edges allocated
+cdef Py_ssize_t etop = 0        # edges in use, dead or alive
+cdef Py_ssize_t edead = 0       # edges of freed nodes (and blocks given back)
+cdef bint _edges_unordered = False  # a block was given to an older node (_make_python_op)
 
 # rare, per-node Python data lives beside the arena, keyed by creation number
 cdef dict _labels = {}
@@ -161,9 +169,10 @@ cdef int _resize(Py_ssize_t new_cap) except -1:
 
 cdef void _compact() noexcept:
     """Slide the live nodes down over the dead ones, keeping their order; fix every index held
-    by a node (its children) or a facade (Value._i). Pure C: no Python code can run meanwhile."""
+    by a node (its children) or a facade (Value._i). The live edges slide down likewise. Pure
+    C: no Python code can run meanwhile."""
     global top, compactions
-    cdef Py_ssize_t i, p, k, c, new_top
+    cdef Py_ssize_t i, p, k, new_top
     cdef mgf_node* n
     # 1. new index of every live node, in its mark (dead: 0; slot 0 stays 0)
     nodes[0].mark = 0
@@ -175,16 +184,12 @@ cdef void _compact() noexcept:
         else:
             nodes[i].mark = 0
     new_top = p  # == live + 1, as every op makes its nodes only once nothing can fail
-    # 2. children to their new indices (children sit below parents: their marks are intact)
+    # 2. children to their new indices (children sit below parents: their marks are intact),
+    #    each edge block moved down to its new place as it is rewritten
+    _compact_edges()
     for i in range(1, top):
         n = &nodes[i]
-        if n.nref == 0:
-            continue
-        if n.op >= OP_DOT:
-            for k in range(n.a):
-                c = n.u.ext.child[k]
-                n.u.ext.child[k] = <int32_t>nodes[c].mark
-        else:
+        if n.nref and n.op < OP_DOT:
             n.a = <int32_t>nodes[n.a].mark
             n.b = <int32_t>nodes[n.b].mark
     # 3. move, lowest first (a node only ever moves onto a slot already vacated)
@@ -202,6 +207,45 @@ cdef void _compact() noexcept:
     compactions += 1
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef void _compact_edges() noexcept:
+    """The live nodes' edge blocks packed from 0 in node order, their children renumbered to the
+    nodes' new indices (in their marks). In place when the blocks are in node order (then each
+    moves down, never over one not yet moved); else into a new array."""
+    global edges, ecap, etop, edead, _edges_unordered
+    cdef Py_ssize_t i, k, m, ep = 0
+    cdef int32_t* dst = edges
+    cdef int32_t* src
+    cdef mgf_node* n
+    if _edges_unordered:
+        dst = <int32_t*>mgf_arena_realloc(NULL, 0, <size_t>max(ecap, 1) * sizeof(int32_t))
+        if dst == NULL:  # no memory for a copy: the edges stay where they are, renumbered
+            for i in range(1, top):
+                n = &nodes[i]
+                if n.nref and n.op >= OP_DOT:
+                    src = edges + n.u.e
+                    for k in range(n.a):
+                        src[k] = <int32_t>nodes[src[k]].mark
+            return
+    for i in range(1, top):
+        n = &nodes[i]
+        if n.nref == 0 or n.op < OP_DOT:
+            continue
+        src = edges + n.u.e
+        m = n.a
+        for k in range(m):  # dst + ep <= src: an edge is read before its slot is written
+            dst[ep + k] = <int32_t>nodes[src[k]].mark
+        n.u.e = ep
+        ep += m
+    if dst != edges:
+        free(edges)
+        edges = dst
+        _edges_unordered = False
+    etop = ep
+    edead = 0
+
+
 cdef bint _want_compact = False  # a big graph died: compact at the next operation's start
 
 
@@ -210,20 +254,28 @@ cdef inline bint _mostly_dead() noexcept:
     return top - 1 - live >= (top >> 1)
 
 
-cdef int _make_room(Py_ssize_t k) except -1:
-    """Room for k more slots: compact when half the used slots are dead; keep half the arena
-    free afterwards (so compaction stays O(1) amortised), growing if need be. (The capacity
-    stays: a training loop needs it again next step; it goes back when no node is left.)"""
+cdef inline bint _edges_mostly_dead() noexcept:
+    """At least half of the edges in use are dead, and enough of them to pay for a compaction's
+    walk over the nodes."""
+    return 2 * edead >= etop and 4 * edead >= top
+
+
+cdef int _make_room(Py_ssize_t k, Py_ssize_t ke=0) except -1:
+    """Room for k more slots and ke more edges: compact when half the used slots (or edges) are
+    dead; keep half the arena free afterwards (so compaction stays O(1) amortised), growing if
+    need be. (The capacity stays: a training loop needs it again next step; it goes back when
+    no node is left.)"""
     global _want_compact
     cdef Py_ssize_t want
     _want_compact = False
-    if pinned == 0 and _mostly_dead():
+    if pinned == 0 and (_mostly_dead() or (etop + ke > ecap and _edges_mostly_dead())):
         _compact()
     if top + k > cap or (pinned == 0 and 2 * (top + k) > cap):
         want = cap
         while want < 2 * (top + k):
             want *= 2
         _resize(want)
+    _reserve_edges(ke)  # (doubling)
     return 0
 
 
@@ -231,6 +283,13 @@ cdef inline int _reserve_slots(Py_ssize_t k) except -1:
     """Call at the start of an operation, before reading any node index: may move nodes."""
     if top + k > cap or _want_compact:
         _make_room(k)
+    return 0
+
+
+cdef inline int _reserve_room(Py_ssize_t k, Py_ssize_t ke) except -1:
+    """_reserve_slots for an operation that makes ke edges too (an n-ary node's children)."""
+    if top + k > cap or _want_compact or etop + ke > ecap:
+        _make_room(k, ke)
     return 0
 
 
@@ -268,33 +327,122 @@ cdef inline Py_ssize_t _new_node(unsigned int op, double data, Py_ssize_t a, Py_
     return i
 
 
-cdef mgf_ext* _alloc_ext(Py_ssize_t nchildren) except NULL:
-    """A block for nchildren children (filled in by the caller): no callable, nothing held."""
-    cdef mgf_ext* ext = <mgf_ext*>PyMem_Malloc(MGF_EXT_SIZE(nchildren))
-    if ext == NULL:
+cdef int _reserve_edges(Py_ssize_t n) except -1:
+    """Room for n more edges. Growing moves the array (never the offsets): hold no int32_t*
+    into it across this call (nor _alloc_edges)."""
+    global edges, ecap
+    cdef Py_ssize_t want = ecap if ecap else INITIAL_EDGES
+    cdef void* tmp
+    if etop + n <= ecap:
+        return 0
+    while want < etop + n:
+        want *= 2
+    tmp = mgf_arena_realloc(edges, <size_t>etop * sizeof(int32_t), <size_t>want * sizeof(int32_t))
+    if tmp == NULL:
         raise MemoryError()
-    ext.fn = NULL
-    ext.held = NULL
-    return ext
+    edges = <int32_t*>tmp
+    ecap = want
+    return 0
 
 
-cdef Py_ssize_t _ext_node(unsigned int op, double data, mgf_ext* ext,
+cdef inline Py_ssize_t _alloc_edges(Py_ssize_t n) except -1:
+    """A block of n edges at the edge arena's top; returns where it starts. Called right before
+    the block's node is made, after the operation's _reserve_slots (which may compact)."""
+    global etop
+    cdef Py_ssize_t o
+    if etop + n > ecap:
+        _reserve_edges(n)
+    o = etop
+    etop += n
+    return o
+
+
+cdef inline void _free_edges(Py_ssize_t o, Py_ssize_t n) noexcept:
+    """Give back a block no node owns (the top one is reused at once)."""
+    global etop, edead
+    if o + n == etop:
+        etop = o
+    else:
+        edead += n
+
+
+cdef Py_ssize_t _ext_node(unsigned int op, double data, Py_ssize_t o,
                           Py_ssize_t nchildren) except -1:
-    """A node whose children live in the block ext (owned by the node, or freed on failure)."""
+    """A node whose children are the block of nchildren edges at o (owned by the node, or given
+    back on failure)."""
     cdef Py_ssize_t i
     try:
         i = _new_node(op, data, 0, 0)
     except BaseException:
-        PyMem_Free(ext)
+        _free_edges(o, nchildren)
         raise
-    nodes[i].u.ext = ext
+    nodes[i].u.e = o
     nodes[i].a = <int32_t>nchildren
     return i
 
 
 cdef Py_ssize_t _new_ext_node(unsigned int op, double data, Py_ssize_t nchildren) except -1:
-    """A node whose children live in an mgf_ext block (filled in by the caller)."""
-    return _ext_node(op, data, _alloc_ext(nchildren), nchildren)
+    """A node whose children live in a new edge block (filled in by the caller)."""
+    return _ext_node(op, data, _alloc_edges(nchildren), nchildren)
+
+
+cdef inline int32_t* _kids(const mgf_node* n) noexcept nogil:
+    """The children of an n-ary or PY node (valid until the next edge allocation)."""
+    return edges + n.u.e
+
+
+# A Python-backward node's Python objects: its callable (may be NULL) and the tuple of its
+# children's Values it holds (see _hold), in _pyx[node.b]. Entry 0 is always empty.
+cdef struct PyExtra:
+    PyObject* fn
+    PyObject* held
+    Py_ssize_t next  # a free entry: the next free one (0: none)
+
+cdef PyExtra* _pyx = NULL
+cdef Py_ssize_t _pyx_cap = 0
+cdef Py_ssize_t _pyx_free = 0  # the first free entry (0: none)
+
+
+cdef int _pyx_reserve() except -1:
+    """A free _pyx entry ready, so that the next _pyx_of cannot fail."""
+    global _pyx, _pyx_cap, _pyx_free
+    cdef Py_ssize_t k, new_cap
+    cdef void* tmp
+    if _pyx_free:
+        return 0
+    new_cap = 2 * _pyx_cap if _pyx_cap else 64
+    tmp = PyMem_RawRealloc(_pyx, <size_t>new_cap * sizeof(PyExtra))
+    if tmp == NULL:
+        raise MemoryError()
+    _pyx = <PyExtra*>tmp
+    for k in range(_pyx_cap, new_cap):  # chain the new entries (0 stays empty)
+        _pyx[k].fn = _pyx[k].held = NULL
+        _pyx[k].next = k + 1 if k + 1 < new_cap else 0
+    _pyx_free = max(_pyx_cap, 1)
+    _pyx_cap = new_cap
+    return 0
+
+
+cdef PyExtra* _pyx_of(Py_ssize_t i) except NULL:
+    """The entry of OP_PY node i, made when it has none (moves the table: hold no PyExtra*
+    across this call)."""
+    global _pyx_free
+    cdef Py_ssize_t k
+    if nodes[i].b == 0:
+        _pyx_reserve()
+        k = _pyx_free
+        _pyx_free = _pyx[k].next
+        nodes[i].b = <int32_t>k
+    return &_pyx[nodes[i].b]
+
+
+cdef inline PyObject* _py_fn(Py_ssize_t i) noexcept:
+    """OP_PY node i's callable, borrowed (or NULL)."""
+    return _pyx[nodes[i].b].fn if nodes[i].b else NULL
+
+
+cdef inline PyObject* _py_held(Py_ssize_t i) noexcept:
+    return _pyx[nodes[i].b].held if nodes[i].b else NULL
 
 
 cdef inline bint _is_ext(unsigned int op) noexcept nogil:
@@ -420,24 +568,29 @@ cdef inline void _drop_edge(Py_ssize_t c, Py_ssize_t* ndying) noexcept:
 cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except -1:
     """Drop node j's references to its children (one that loses its last is marked DYING and
     recorded in _dying), queue its Python objects in deferred, and leave its slot dead."""
-    global live
-    cdef Py_ssize_t k, m
-    cdef mgf_ext* ext
+    global live, edead, _pyx_free
+    cdef Py_ssize_t k, m, x
+    cdef int32_t* kids
     cdef mgf_node* n = &nodes[j]
     m = n.a if _is_ext(n.op) else 2
     if ndying[0] + m > _dying_cap:
         _reserve(&_dying, &_dying_cap, ndying[0] + m)
     if _is_ext(n.op):
-        ext = n.u.ext
-        if ext.held != NULL:
-            for k in range(m):
-                _unhold(ext.child[k])
+        kids = _kids(n)
+        if n.op == OP_PY and n.b:
+            x = n.b
+            if _pyx[x].held != NULL:
+                for k in range(m):
+                    _unhold(kids[k])
+            _defer(deferred, _pyx[x].fn)
+            _defer(deferred, _pyx[x].held)
+            _pyx[x].fn = _pyx[x].held = NULL
+            _pyx[x].next = _pyx_free
+            _pyx_free = x
         for k in range(m):
-            _drop_edge(ext.child[k], ndying)
-        _defer(deferred, ext.fn)
-        _defer(deferred, ext.held)
-        PyMem_Free(ext)
-        n.u.ext = NULL
+            _drop_edge(kids[k], ndying)
+        edead += m
+        n.u.e = 0
     else:
         if n.a:
             _drop_edge(n.a, ndying)
@@ -482,6 +635,7 @@ cdef int _drain() except -1:
         PyMem_RawFree(deferred.items)
     if live == 0 and pinned == 0:  # everything is gone: start over at the bottom
         top = 1
+        _empty_edges()
         # and give a big arena's memory back; a smaller one (up to ~56 MB) is kept for the
         # next graph (a notebook cell run again), saving the unmapping now and the page faults then
         if cap > KEEP_SLOTS:
@@ -491,6 +645,17 @@ cdef int _drain() except -1:
         # so that backward()'s downward pass does not wade through them
         _want_compact = True
     return 0
+
+
+cdef void _empty_edges() noexcept:
+    """No node is left: the edge arena starts over (a big one gives its memory back)."""
+    global edges, ecap, etop, edead, _edges_unordered
+    etop = edead = 0
+    _edges_unordered = False
+    if ecap > KEEP_EDGES:
+        free(edges)
+        edges = NULL
+        ecap = 0
 
 
 cdef void _release_noexcept(Py_ssize_t i) noexcept:

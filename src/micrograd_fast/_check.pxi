@@ -2,7 +2,8 @@
 
 
 def arena_stats():
-    """Statistics of the node arena: live nodes, capacity, high-water mark, memory."""
+    """Statistics of the node arena: live nodes, capacity, high-water mark, memory; and of the
+    edge arena (the children of n-ary nodes): edges in use, dead ones, capacity."""
     node_bytes = sizeof(mgf_node) + sizeof(PyObject*)  # record + facade pointer
     return {
         "live": live,
@@ -13,7 +14,10 @@ def arena_stats():
         "compactions": compactions,
         "topo_fallbacks": topo_fallbacks,
         "bytes_per_node": node_bytes,
-        "bytes": cap * node_bytes,
+        "edges": etop - edead,
+        "dead_edges": edead,  # reclaimed with the dead slots
+        "edge_capacity": ecap,
+        "bytes": cap * node_bytes + ecap * sizeof(int32_t),
     }
 
 
@@ -22,14 +26,17 @@ def arena_stats():
 def _check_arena():
     """Raise AssertionError if the arena breaks an invariant (tests call it after each test):
     live nodes have valid ops and child blocks, children sit below their parents, each nref is
-    the number of parent edges plus the live facade, and dead slots are cleared."""
-    cdef Py_ssize_t i, k, c, m, count = 0
+    the number of parent edges plus the live facade, dead slots are cleared, and the live nodes'
+    edge blocks do not overlap and account for every edge not counted dead."""
+    cdef Py_ssize_t i, k, c, m, count = 0, nedges = 0
     cdef uint32_t* refs = <uint32_t*>PyMem_RawCalloc(<size_t>cap + 1, sizeof(uint32_t))
     cdef uint32_t* helds = <uint32_t*>PyMem_RawCalloc(<size_t>cap + 1, sizeof(uint32_t))
     cdef int32_t* kids
-    if refs == NULL or helds == NULL:
+    cdef unsigned char* used = <unsigned char*>PyMem_RawCalloc(<size_t>etop + 1, 1)
+    if refs == NULL or helds == NULL or used == NULL:
         PyMem_RawFree(refs)
         PyMem_RawFree(helds)
+        PyMem_RawFree(used)
         raise MemoryError()
     try:
         for i in range(1, top):
@@ -41,11 +48,18 @@ def _check_arena():
             if nodes[i].op > OP_PY:
                 raise AssertionError(f"node {i}: bad op {nodes[i].op}")
             if _is_ext(nodes[i].op):
-                if nodes[i].u.ext == NULL:
-                    raise AssertionError(f"node {i}: n-ary op without children block")
+                if not 0 <= nodes[i].u.e <= etop - nodes[i].a:
+                    raise AssertionError(f"node {i}: edge block at {nodes[i].u.e} beyond {etop}")
+                for k in range(nodes[i].a):
+                    if used[nodes[i].u.e + k]:
+                        raise AssertionError(f"node {i}: edge {nodes[i].u.e + k} shared")
+                    used[nodes[i].u.e + k] = 1
+                nedges += nodes[i].a
+                if nodes[i].op == OP_PY and not 0 <= nodes[i].b < _pyx_cap:
+                    raise AssertionError(f"node {i}: Python-backward entry {nodes[i].b}")
                 if OP_SOFTMAX <= nodes[i].op <= OP_CROSS_ENTROPY and not 0 <= nodes[i].b < nodes[i].a:
                     raise AssertionError(f"node {i}: output / target {nodes[i].b} of {nodes[i].a}")
-                kids, m = nodes[i].u.ext.child, nodes[i].a
+                kids, m = _kids(&nodes[i]), nodes[i].a
             else:
                 kids, m = NULL, 0
                 for c in (nodes[i].a, nodes[i].b):
@@ -58,7 +72,7 @@ def _check_arena():
                 if not 0 < c < i or nodes[c].nref == 0:
                     raise AssertionError(f"node {i}: bad child {c}")
                 refs[c] += 1
-                if nodes[i].op == OP_PY and nodes[i].u.ext.held != NULL:
+                if nodes[i].op == OP_PY and _py_held(i) != NULL:
                     helds[c] += 1
             if facades[i] != NULL:
                 refs[i] += 1
@@ -71,7 +85,10 @@ def _check_arena():
                 raise AssertionError(f"node {i}: held {nodes[i].flags >> 4}, counted {helds[i]}")
         if count != live:
             raise AssertionError(f"live is {live}, counted {count}")
+        if nedges != etop - edead:
+            raise AssertionError(f"{etop} edges, {edead} dead, but {nedges} in live nodes' blocks")
     finally:
         PyMem_RawFree(refs)
         PyMem_RawFree(helds)
+        PyMem_RawFree(used)
     return count

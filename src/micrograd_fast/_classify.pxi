@@ -3,7 +3,7 @@
 # Owns: the four fused nodes for classification -- their forward (here, as a function of the
 # children's data, _classify_value / _classify_forward) and their local backward
 # (_classify_backward, called from _sweep.pxi's switch). Each node is n-ary over ALL the inputs,
-# in the given order (children in its mgf_ext block); its `b` field, unused by n-ary nodes
+# in the given order (children in its edge block); its `b` field, unused by n-ary nodes
 # otherwise, holds the op's integer: which output a softmax / log_softmax node is, the target
 # class of a cross_entropy node. The numbers are reference.py's, operation for operation:
 #     m = max(x) (0 when infinite),  s = exp(x0 - m) + exp(x1 - m) + ... (left to right)
@@ -53,15 +53,15 @@ cdef double _classify_forward(Py_ssize_t j) noexcept nogil:
     """Node j's value from its children's current data (for a recompute of the graph)."""
     cdef mgf_node* n = &nodes[j]
     cdef double m, s
-    _shift_and_sum(n.u.ext.child, n.a, &m, &s)
-    return _classify_value(n.op, nodes[n.u.ext.child[n.b]].data, m, s)
+    _shift_and_sum(_kids(n), n.a, &m, &s)
+    return _classify_value(n.op, nodes[_kids(n)[n.b]].data, m, s)
 
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef void _classify_backward(mgf_node* n) noexcept nogil:
     """The local backward of a classification node (reference.py's _softmax_backward ...)."""
-    cdef const int32_t* child = n.u.ext.child
+    cdef const int32_t* child = _kids(n)
     cdef Py_ssize_t cnt = n.a, i = n.b, k, c
     cdef double g = n.grad, m, s, p_i
     cdef unsigned int op = n.op
@@ -90,9 +90,8 @@ cdef list _classify(object values, unsigned int op, str who, object target):
     b = i), else one (cross_entropy: b = target; 0 for logsumexp)."""
     cdef list items = []
     cdef list outs = []
-    cdef Py_ssize_t n, nout, o, k, i, c
-    cdef mgf_ext** blocks = NULL
-    cdef mgf_ext* first
+    cdef Py_ssize_t n, nout, o, k, i, c, e
+    cdef int32_t* child = NULL
     cdef double m, s, y
     cdef bint grad_off
     for v in values:
@@ -108,42 +107,34 @@ cdef list _classify(object values, unsigned int op, str who, object target):
     nout = n if op == OP_SOFTMAX or op == OP_LOG_SOFTMAX else 1
     for o in range(nout):  # the facades first: making them may run Python code (a GC pass)
         outs.append(_fresh())
-    # every block before any node, so that nothing can fail once nodes are being made
-    blocks = <mgf_ext**>PyMem_Malloc(nout * sizeof(mgf_ext*))
-    if blocks == NULL:
+    child = <int32_t*>PyMem_Malloc(n * sizeof(int32_t))
+    if child == NULL:
         raise MemoryError()
-    memset(blocks, 0, nout * sizeof(mgf_ext*))
     try:
-        for o in range(nout):
-            blocks[o] = _alloc_ext(n)
-        _reserve_slots(n + nout)  # may move nodes: before any index is read
-        first = blocks[0]
+        # may move nodes: before any index is read; then nothing can fail once nodes are made
+        _reserve_room(n + nout, n * nout)
         for k in range(n):
-            first.child[k] = <int32_t>_item_index(items[k])
-        for o in range(1, nout):
-            memcpy(blocks[o].child, first.child, n * sizeof(int32_t))
-        _shift_and_sum(first.child, n, &m, &s)
+            child[k] = <int32_t>_item_index(items[k])
+        _shift_and_sum(child, n, &m, &s)
         grad_off = _grad_off()
         for o in range(nout):
             k = o if nout > 1 else <Py_ssize_t>target  # the input this output is about
-            y = _classify_value(op, nodes[first.child[k]].data, m, s)
+            y = _classify_value(op, nodes[child[k]].data, m, s)
             if grad_off:  # no graph: the number alone, in a leaf
                 _own(<Value>outs[o], _new_node(OP_LEAF, y, 0, 0))
                 continue
-            i = _ext_node(op, y, blocks[o], n)
-            blocks[o] = NULL  # the node owns it now (first stays valid: node 0 owns it)
+            e = _alloc_edges(n)  # each output its own copy of the children
+            memcpy(edges + e, child, n * sizeof(int32_t))
+            i = _ext_node(op, y, e, n)
             nodes[i].b = <int32_t>k
             for c in range(n):
-                nodes[first.child[c]].nref += 1
+                nodes[child[c]].nref += 1
             _own(<Value>outs[o], i)
         if grad_off:  # the leaves made for numbers among the inputs go again
             for c in range(n):
-                _drop_orphan(first.child[c])
+                _drop_orphan(child[c])
     finally:
-        for o in range(nout):
-            if blocks[o] != NULL:
-                PyMem_Free(blocks[o])
-        PyMem_Free(blocks)
+        PyMem_Free(child)
     return outs
 
 

@@ -102,7 +102,7 @@ cdef tuple _child_values(Py_ssize_t i):
     try:
         if _is_ext(nodes[i].op):
             for k in range(nodes[i].a):
-                out.append(_facade(nodes[i].u.ext.child[k]))
+                out.append(_facade(_kids(&nodes[i])[k]))  # (the arena may grow meanwhile)
         else:
             if nodes[i].a:
                 out.append(_facade(nodes[i].a))
@@ -113,7 +113,7 @@ cdef tuple _child_values(Py_ssize_t i):
     return tuple(out)
 
 
-cdef void _hold(Py_ssize_t i, tuple values) noexcept:
+cdef int _hold(Py_ssize_t i, tuple values) except -1:
     """Let the Python-backward node i hold its children's Values, as micrograd's _prev does.
 
     A user's backward callable usually refers to them (the lecture's closures do) and often to
@@ -123,14 +123,15 @@ cdef void _hold(Py_ssize_t i, tuple values) noexcept:
     keeps the Value alive too, so it need not count (HELD_* in the flags; _sole_owner). Then a
     chain of hand-built nodes is garbage for the GC all at once, not one level per collection.
     """
-    cdef mgf_ext* ext = nodes[i].u.ext
+    cdef PyExtra* x = _pyx_of(i)
+    cdef int32_t* kids = _kids(&nodes[i])
     cdef Py_ssize_t k, c
-    if ext.held != NULL:
-        return
+    if x.held != NULL:
+        return 0
     Py_INCREF(values)
-    ext.held = <PyObject*>values
+    x.held = <PyObject*>values
     for k in range(nodes[i].a):
-        c = ext.child[k]
+        c = kids[k]
         if (nodes[c].flags >> 4) != HELD_MAX:
             nodes[c].flags += HELD_ONE
 
@@ -160,12 +161,12 @@ cdef int _value_traverse(PyObject* o, visitproc visit, void* arg) noexcept:
             return e
     if i and _sole_owner(i):  # the node's references are this facade's alone
         if nodes[i].op == OP_PY:
-            if nodes[i].u.ext.fn != NULL:
-                e = visit(nodes[i].u.ext.fn, arg)
+            if _py_fn(i) != NULL:
+                e = visit(_py_fn(i), arg)
                 if e:
                     return e
-            if nodes[i].u.ext.held != NULL:
-                e = visit(nodes[i].u.ext.held, arg)
+            if _py_held(i) != NULL:
+                e = visit(_py_held(i), arg)
                 if e:
                     return e
         if nodes[i].flags & FLAG_KEEP:
@@ -181,9 +182,9 @@ cdef int _value_clear(PyObject* o) noexcept:
     Py_XDECREF(d)
     if i and _sole_owner(i):
         # the callable is what closes the cycles; the held Values stay until the node goes
-        if nodes[i].op == OP_PY:
-            fn = nodes[i].u.ext.fn
-            nodes[i].u.ext.fn = NULL
+        if nodes[i].op == OP_PY and nodes[i].b:
+            fn = _pyx[nodes[i].b].fn
+            _pyx[nodes[i].b].fn = NULL
             Py_XDECREF(fn)
         _unkeep(<Value>o)  # the GC holds a reference of its own meanwhile
     return 0

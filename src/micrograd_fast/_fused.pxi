@@ -1,7 +1,7 @@
 # ---- fused helpers: one node, the numbers of the unfused expression ----------------------------
 #
 # Owns: dot (a neuron's w.x + b), layer (a Layer of plain Neurons without a Python call per
-# neuron) and sum_values. Each makes one n-ary node whose children sit in an mgf_ext block; the
+# neuron) and sum_values. Each makes one n-ary node whose children sit in an edge block; the
 # forward sums left to right in the order of the unfused expression, so the numbers equal
 # micrograd's bit for bit.
 
@@ -120,10 +120,9 @@ cdef bint _all_live(object seq) noexcept:
 @cython.wraparound(False)
 cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned int act):
     """act(bias + ws . xseq): the dot node, then the activation's (act OP_LEAF: none)."""
-    cdef Py_ssize_t n, k, w, x, b, i
+    cdef Py_ssize_t n, k, w, x, b, i, e
     cdef PyObject** wv
     cdef PyObject** xv
-    cdef mgf_ext* ext
     cdef int32_t* ch
     cdef double acc
     cdef Value out
@@ -142,9 +141,9 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
             _unary_value(act, nodes[out._i].data, &nodes[out._i].data)  # cannot fail either
         return out
     xv = PySequence_Fast_ITEMS(xseq)
-    _reserve_slots(2)
-    ext = _alloc_ext(2 * n + 1)
-    ch = ext.child
+    _reserve_room(2, 2 * n + 1)
+    e = _alloc_edges(2 * n + 1)
+    ch = edges + e
     b = MGF_IDX(<PyObject*>bias)
     ch[0] = <int32_t>b
     nodes[b].nref += 1
@@ -157,7 +156,7 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
         nodes[w].nref += 1
         nodes[x].nref += 1
         acc = acc + nodes[w].data * nodes[x].data
-    i = _ext_node(OP_DOT, acc, ext, 2 * n + 1)
+    i = _ext_node(OP_DOT, acc, e, 2 * n + 1)
     if act != OP_LEAF:
         _unary_value(act, acc, &acc)  # relu/tanh/sigmoid: cannot fail
         i = _new_node(act, acc, i, 0)
@@ -226,10 +225,10 @@ def zero_grad_neurons(neurons, neuron_type):
 cdef object _dot(object ws, object xs, object bias):
     cdef object wseq = ws if type(ws) is list or type(ws) is tuple else list(ws)
     cdef object xseq = xs if type(xs) is list or type(xs) is tuple else list(xs)
-    cdef Py_ssize_t n, k, j, i, w, x, b
+    cdef Py_ssize_t n, k, j, i, w, x, b, e
     cdef PyObject** wv
     cdef PyObject** xv
-    cdef mgf_ext* ext
+    cdef int32_t* ch
     cdef double acc
     cdef Value out
     cdef bint values = True
@@ -237,15 +236,16 @@ cdef object _dot(object ws, object xs, object bias):
         return _dot_general(wseq, xseq, min(len(wseq), len(xseq)), bias)
     # the neuron's case, all Values: one pass checks each pair, writes the child block and sums
     out = _fresh()  # may run Python code (a GC pass): before the items and indices are read
-    _reserve_slots(1)
+    n = min(len(wseq), len(xseq))
+    _reserve_room(1, 2 * n + 1)
     if _grad_off() and _dot_leaf(out, wseq, xseq, (<Value>bias)._i):
         return out
-    n = min(len(wseq), len(xseq))
     wv = PySequence_Fast_ITEMS(wseq)
     xv = PySequence_Fast_ITEMS(xseq)
-    ext = _alloc_ext(2 * n + 1)
+    e = _alloc_edges(2 * n + 1)
+    ch = edges + e
     b = (<Value>bias)._i
-    ext.child[0] = <int32_t>b
+    ch[0] = <int32_t>b
     acc = nodes[b].data
     for k in range(n):
         if not (isinstance(<object>wv[k], Value) and isinstance(<object>xv[k], Value)):
@@ -255,19 +255,19 @@ cdef object _dot(object ws, object xs, object bias):
         x = (<Value>xv[k])._i
         if w == 0 or x == 0:
             break
-        ext.child[1 + k] = <int32_t>w
-        ext.child[1 + n + k] = <int32_t>x
+        ch[1 + k] = <int32_t>w
+        ch[1 + n + k] = <int32_t>x
         nodes[w].nref += 1
         nodes[x].nref += 1
         acc = acc + nodes[w].data * nodes[x].data
     else:
         nodes[b].nref += 1
-        return _own(out, _op_ext(OP_DOT, acc, ext, 2 * n + 1))
+        return _own(out, _op_ext(OP_DOT, acc, e, 2 * n + 1))
     # not all Values (numbers among them), or one without a node: undo the pairs done
     for j in range(k):
-        nodes[ext.child[1 + j]].nref -= 1
-        nodes[ext.child[1 + n + j]].nref -= 1
-    PyMem_Free(ext)
+        nodes[ch[1 + j]].nref -= 1
+        nodes[ch[1 + n + j]].nref -= 1
+    _free_edges(e, 2 * n + 1)
     if values:
         _uninitialised()
     return _dot_general(wseq, xseq, n, bias)
@@ -305,7 +305,7 @@ def sum_values(values, start=0):
     for v in values:
         items.append(_as_item(v, "sum_values"))
     out = _fresh()
-    _reserve_slots(len(items) + 1)
+    _reserve_room(len(items) + 1, len(items))
     for v in items:
         children.append(_item_index(v))
     acc = nodes[<Py_ssize_t>children[0]].data

@@ -64,21 +64,21 @@ cdef Py_ssize_t _op_fused(unsigned int op, double data, list children) except -1
     return i
 
 
-cdef Py_ssize_t _op_ext(unsigned int op, double data, mgf_ext* ext,
+cdef Py_ssize_t _op_ext(unsigned int op, double data, Py_ssize_t o,
                         Py_ssize_t nchildren) except -1:
-    """_ext_node for an operator whose child block is filled in (and counted in the children's
-    nref), or under no_grad a leaf: the block is given back and the edges undone."""
+    """_ext_node for an operator whose edge block at o is filled in (and counted in the
+    children's nref), or under no_grad a leaf: the block is given back and the edges undone."""
     cdef Py_ssize_t i, k
     if not _grad_off():
-        return _ext_node(op, data, ext, nchildren)
+        return _ext_node(op, data, o, nchildren)
     try:
         i = _new_node(OP_LEAF, data, 0, 0)
         for k in range(nchildren):
-            nodes[ext.child[k]].nref -= 1
+            nodes[edges[o + k]].nref -= 1
         for k in range(nchildren):
-            _drop_orphan(ext.child[k])
+            _drop_orphan(edges[o + k])
     finally:
-        PyMem_Free(ext)
+        _free_edges(o, nchildren)
     return i
 
 

@@ -58,16 +58,16 @@ cdef inline int _forward(mgf_node* n) except -1:
     """Node n's data from its children's current data, by the formulas of the operators that
     make it (sums left to right, as _fused.pxi). Raises the operators' math errors."""
     cdef unsigned int op = n.op
-    cdef mgf_ext* ext
+    cdef int32_t* ext
     cdef Py_ssize_t k, m
     cdef double acc, y = 0.0
     cdef int err
     if op == OP_DOT:  # bias + w0*x0 + w1*x1 + ...  (children: bias, w..., x...)
-        ext = n.u.ext
+        ext = _kids(n)
         m = (n.a - 1) >> 1
-        acc = nodes[ext.child[0]].data
+        acc = nodes[ext[0]].data
         for k in range(1, m + 1):
-            acc = acc + nodes[ext.child[k]].data * nodes[ext.child[k + m]].data
+            acc = acc + nodes[ext[k]].data * nodes[ext[k + m]].data
         n.data = acc
     elif op == OP_ADD:
         n.data = nodes[n.a].data + nodes[n.b].data
@@ -77,10 +77,10 @@ cdef inline int _forward(mgf_node* n) except -1:
         y = nodes[n.a].data
         n.data = 0.0 if y < 0 else y
     elif op == OP_SUM:
-        ext = n.u.ext
-        acc = nodes[ext.child[0]].data
+        ext = _kids(n)
+        acc = nodes[ext[0]].data
         for k in range(1, n.a):
-            acc = acc + nodes[ext.child[k]].data
+            acc = acc + nodes[ext[k]].data
         n.data = acc
     elif op == OP_POWK:
         n.data = _power(nodes[n.a].data, n.u.k)
@@ -129,7 +129,7 @@ cdef Py_ssize_t _scan_reach(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) 
     cdef Py_ssize_t j = root, pending = 1, cnt = 0, skipped = 0, k, c
     cdef uint32_t e
     cdef mgf_node* n
-    cdef mgf_ext* ext
+    cdef int32_t* ext
     if epoch >= 0xFFFFFFF0u:
         epoch_reset()
     _next_epoch()
@@ -150,9 +150,9 @@ cdef Py_ssize_t _scan_reach(Py_ssize_t root, int32_t** buf, Py_ssize_t* bufcap) 
         buf[0][cnt] = <int32_t>j
         cnt += 1
         if _is_ext(n.op):
-            ext = n.u.ext
+            ext = _kids(n)
             for k in range(n.a):
-                c = ext.child[k]
+                c = ext[k]
                 pending += nodes[c].mark != e
                 nodes[c].mark = e
         else:

@@ -66,7 +66,7 @@ cdef Py_ssize_t _collect(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t cnt, uint
         r += 1
         n = &nodes[j]
         if _is_ext(n.op):
-            kids, m = n.u.ext.child, n.a
+            kids, m = _kids(n), n.a
         else:
             pair[0], pair[1] = n.a, n.b
             kids, m = pair, 2
@@ -108,7 +108,7 @@ cdef int _backprop_node(Py_ssize_t j) except -1:
     cdef double g = n.grad, x, y, d
     cdef Py_ssize_t a = n.a, b = n.b, k, m
     cdef int err
-    cdef mgf_ext* ext
+    cdef int32_t* ext
     cdef object fn
     cdef unsigned int op = n.op
     if op == OP_ADD:
@@ -124,18 +124,18 @@ cdef int _backprop_node(Py_ssize_t j) except -1:
     elif op == OP_RELU:
         nodes[a].grad += (n.data > 0) * g
     elif op == OP_DOT:
-        ext = n.u.ext
+        ext = _kids(n)
         m = (n.a - 1) >> 1
-        nodes[ext.child[0]].grad += g
+        nodes[ext[0]].grad += g
         for k in range(1, m + 1):
-            x = nodes[ext.child[k + m]].data
-            y = nodes[ext.child[k]].data
-            nodes[ext.child[k]].grad += x * g
-            nodes[ext.child[k + m]].grad += y * g
+            x = nodes[ext[k + m]].data
+            y = nodes[ext[k]].data
+            nodes[ext[k]].grad += x * g
+            nodes[ext[k + m]].grad += y * g
     elif op == OP_SUM:
-        ext = n.u.ext
+        ext = _kids(n)
         for k in range(n.a):
-            nodes[ext.child[k]].grad += g
+            nodes[ext[k]].grad += g
     elif op == OP_POWK:
         x = n.u.k
         err = py_pow(nodes[a].data, x - 1, &d)
@@ -172,8 +172,8 @@ cdef int _backprop_node(Py_ssize_t j) except -1:
     elif OP_SOFTMAX <= op <= OP_CROSS_ENTROPY:
         _classify_backward(n)  # _classify.pxi
     elif op == OP_PY:
-        if n.u.ext.fn != NULL:
-            fn = <object>n.u.ext.fn  # a new reference: the callable may replace itself
+        if _py_fn(j) != NULL:
+            fn = <object>_py_fn(j)  # a new reference: the callable may replace itself
             fn()  # may grow the arena: nothing above is used after this
     return 0
 
@@ -226,7 +226,7 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
     cdef int32_t* rest = NULL
     cdef Py_ssize_t rest_cap = 0
     cdef mgf_node* n
-    cdef mgf_ext* ext
+    cdef int32_t* ext
     cdef int32_t* q = scratch  # the nodes done but leaves, in order: the fallback's starting points
     if epoch >= 0xFFFFFFF0u:  # the fallback needs epoch + 1 without a wrap in between
         epoch_reset()
@@ -255,16 +255,16 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
         # mark the children (branch-free: whether one is marked already is data), then run the
         # node's local backward
         if n.op == OP_DOT:  # a neuron: marks and gradients in one loop (the numbers of
-            ext = n.u.ext   # _backprop_node's OP_DOT case, in its order)
+            ext = _kids(n)  # _backprop_node's OP_DOT case, in its order)
             g = n.grad
             m = (n.a - 1) >> 1
-            c = ext.child[0]
+            c = ext[0]
             nodes[c].grad += g
             pending += nodes[c].mark != e
             nodes[c].mark = e
             for k in range(1, m + 1):
-                w = ext.child[k]
-                x = ext.child[k + m]
+                w = ext[k]
+                x = ext[k + m]
                 xd = nodes[x].data
                 wd = nodes[w].data
                 nodes[w].grad += xd * g
@@ -274,9 +274,9 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
                 pending += nodes[x].mark != e
                 nodes[x].mark = e
         elif _is_ext(n.op):
-            ext = n.u.ext
+            ext = _kids(n)
             for k in range(n.a):
-                c = ext.child[k]
+                c = ext[k]
                 pending += nodes[c].mark != e
                 nodes[c].mark = e
             _backprop_node(j)  # may run Python and move the arena: n is not used after
@@ -306,7 +306,7 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
             n = &nodes[q[t]]
             if _is_ext(n.op):
                 for k in range(n.a):
-                    cnt = _seed(&rest, &rest_cap, cnt, n.u.ext.child[k], j, e, e2)
+                    cnt = _seed(&rest, &rest_cap, cnt, _kids(n)[k], j, e, e2)
             else:
                 cnt = _seed(&rest, &rest_cap, cnt, n.a, j, e, e2)
                 cnt = _seed(&rest, &rest_cap, cnt, n.b, j, e, e2)

@@ -53,10 +53,10 @@ cdef Py_ssize_t _fused(unsigned int op, double data, list children) except -1:
     """An n-ary node over the given child indices."""
     cdef Py_ssize_t n = len(children), k, c
     cdef Py_ssize_t i = _new_ext_node(op, data, n)
-    cdef mgf_ext* ext = nodes[i].u.ext
+    cdef int32_t* ch = _kids(&nodes[i])
     for k in range(n):
         c = children[k]
-        ext.child[k] = <int32_t>c
+        ch[k] = <int32_t>c
         nodes[c].nref += 1
     return i
 
@@ -80,12 +80,11 @@ cdef str _opname(Py_ssize_t i):
 cdef int _make_python_op(Py_ssize_t i) except -1:
     """Turn node i into an OP_PY node (its backward becomes a Python callable), keeping its
     children, its name and its numbers."""
-    global _graph_edits
+    global _graph_edits, _edges_unordered
     cdef unsigned int op = nodes[i].op
     cdef tuple held
     cdef str name
-    cdef mgf_ext* ext
-    cdef Py_ssize_t n
+    cdef Py_ssize_t n, e
     if op == OP_PY:
         return 0
     _graph_edits += 1  # cached recompute orders (_replay.pxi) must look at the ops again
@@ -94,18 +93,20 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
         _opnames[nodes[i].seq] = name
         nodes[i].flags |= FLAG_OPNAME
     held = _child_values(i)
+    _pyx_reserve()  # so that _hold below cannot fail
     if _is_ext(op):
-        nodes[i].op = OP_PY
-        _hold(i, held)
-        return 0
-    n = (nodes[i].a != 0) + (nodes[i].b != 0)
-    ext = _alloc_ext(n)
-    ext.child[0] = nodes[i].a  # the edges (and their nref) move into the block
-    if n == 2:
-        ext.child[1] = nodes[i].b
-    nodes[i].u.ext = ext
-    nodes[i].a = <int32_t>n
-    nodes[i].b = 0
+        nodes[i].b = 0  # a classification node's integer: its children stay in place
+    else:
+        n = (nodes[i].a != 0) + (nodes[i].b != 0)
+        _reserve_edges(n)
+        e = _alloc_edges(n)  # the edges (and their nref) move into a block
+        _edges_unordered = True  # ... at the top, above younger nodes' blocks
+        edges[e] = nodes[i].a
+        if n == 2:
+            edges[e + 1] = nodes[i].b
+        nodes[i].u.e = e
+        nodes[i].a = <int32_t>n
+        nodes[i].b = 0
     nodes[i].op = OP_PY
     _hold(i, held)
     return 0
@@ -146,6 +147,8 @@ cdef class Value:
         if old == 0:
             _drop_anchor(self)
             PyObject_GC_UnTrack(<PyObject*>self)
+        if values:
+            _pyx_reserve()  # so that _hold below cannot fail
         _reserve_slots(1)
         for child in values:
             children.append(_index(<Value>child))
@@ -220,20 +223,22 @@ cdef class Value:
     def _backward(self):
         """This node's local backward: adds its contribution to its children's grads."""
         cdef Py_ssize_t i = _index(self)
-        if nodes[i].op == OP_PY and nodes[i].u.ext.fn != NULL:
-            return <object>nodes[i].u.ext.fn
+        if nodes[i].op == OP_PY and _py_fn(i) != NULL:
+            return <object>_py_fn(i)
         return self._local_backward
 
     @_backward.setter
     def _backward(self, fn):
         cdef Py_ssize_t i = _index(self)
         cdef PyObject* old
+        cdef PyExtra* x
         if not callable(fn):
             raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
         _make_python_op(i)
-        old = nodes[i].u.ext.fn
+        x = _pyx_of(i)
+        old = x.fn
         Py_INCREF(fn)
-        nodes[i].u.ext.fn = <PyObject*>fn
+        x.fn = <PyObject*>fn
         _track(self)  # fn may refer back to this Value (the lecture's closures do)
         Py_XDECREF(old)
 
