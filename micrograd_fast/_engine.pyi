@@ -87,6 +87,11 @@ def layer(neurons: Iterable[Any], x: Sequence[_Operand], neuron_type: type[Any])
     """[n(x) for n in neurons]; neurons of exactly neuron_type (nn.Neuron) are computed in C with
     the same nodes, numbers and creation order as Neuron.__call__."""
 
+def mlp(layers: Iterable[Any], x: Sequence[_Operand], layer_type: type[Any],
+        neuron_type: type[Any]) -> Any:
+    """for layer in layers: x = layer(x); layers of exactly layer_type (nn.Layer) are computed in
+    C as Layer.__call__ does (their plain Neurons as layer() does), with the same nodes."""
+
 def sum_values(values: Iterable[_Operand], start: _Operand = 0) -> Value:
     """start + v0 + v1 + ... as ONE node ('sum'): the numbers of the builtin sum(values, start)."""
 

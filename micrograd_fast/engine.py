@@ -33,12 +33,12 @@ if TYPE_CHECKING:
     # type checkers see the compiled engine's API (micrograd_fast/_engine.pyi); the reference
     # engine has the same one
     from ._engine import (Value, assign, cross_entropy, dot, enable_grad, is_grad_enabled, layer,
-                          log_softmax, logsumexp, neuron_parameters, no_grad, softmax, sum_values,
-                          zero_grad_neurons, zero_grads)
+                          log_softmax, logsumexp, mlp, neuron_parameters, no_grad, softmax,
+                          sum_values, zero_grad_neurons, zero_grads)
 elif os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
     from .reference import (Value, assign, cross_entropy, dot, enable_grad, is_grad_enabled,
-                            layer, log_softmax, logsumexp, neuron_parameters, no_grad, softmax,
-                            sum_values, zero_grad_neurons, zero_grads)
+                            layer, log_softmax, logsumexp, mlp, neuron_parameters, no_grad,
+                            softmax, sum_values, zero_grad_neurons, zero_grads)
 
     BACKEND = "python"
 else:
@@ -50,8 +50,8 @@ else:
             f"{exc}. Install the package with `pip install .` (it compiles the extension), or set "
             "MICROGRAD_FAST_PURE_PYTHON=1 to use the pure-Python reference engine."
         ) from exc
-    Value, dot, layer, neuron_parameters, sum_values = (
-        _compiled.Value, _compiled.dot, _compiled.layer, _compiled.neuron_parameters,
+    Value, dot, layer, mlp, neuron_parameters, sum_values = (
+        _compiled.Value, _compiled.dot, _compiled.layer, _compiled.mlp, _compiled.neuron_parameters,
         _compiled.sum_values)
     assign, zero_grads, zero_grad_neurons = (
         _compiled.assign, _compiled.zero_grads, _compiled.zero_grad_neurons)
@@ -62,5 +62,5 @@ else:
     BACKEND = "cython"
 
 __all__ = ["BACKEND", "Value", "assign", "cross_entropy", "dot", "enable_grad", "is_grad_enabled",
-           "layer", "log_softmax", "logsumexp", "neuron_parameters", "no_grad", "softmax",
+           "layer", "log_softmax", "logsumexp", "mlp", "neuron_parameters", "no_grad", "softmax",
            "sum_values", "zero_grad_neurons", "zero_grads"]

@@ -95,6 +95,7 @@ class Layer(Module):
 
 
 _layer_parameters = Layer.parameters
+_layer_call = Layer.__call__
 
 
 class MLP(Module):
@@ -106,6 +107,8 @@ class MLP(Module):
                        for i in range(len(nouts))]
 
     def __call__(self, x: Inputs) -> Any:  # Any: as Layer.__call__
+        if Layer.__call__ is _layer_call and Neuron.__call__ is _neuron_call:
+            return _engine.mlp(self.layers, x, Layer, Neuron)  # plain Layers without a Python call
         for layer in self.layers:
             x = layer(x)
         return x

@@ -470,6 +470,16 @@ def layer(neurons: Iterable[Callable[[Any], Any]], x: Any,
     return [n(x) for n in neurons]
 
 
+def mlp(layers: Iterable[Callable[[Any], Any]], x: Any, layer_type: type[Any],
+        neuron_type: type[Any]) -> Any:
+    """Calls each layer on the previous one's output: ``for layer in layers: x = layer(x)``.
+    (The compiled engine computes layers of exactly layer_type itself, with the same nodes in
+    the same order.)"""
+    for lay in layers:
+        x = lay(x)
+    return x
+
+
 def neuron_parameters(neurons: Iterable[Any], neuron_type: type[Any],
                       out: Optional[list[Value]] = None) -> list[Value]:
     """All the neurons' parameters in order: ``[p for n in neurons for p in n.parameters()]``,

@@ -294,6 +294,47 @@ def test_layer_fast_path_equals_calling_the_neurons(engine, ref, act):
     assert got[0][:2] == ["dot", "dot"] and set(got[0][2:]) == {"", hidden}  # bias leaves: ''
 
 
+def test_mlp_fast_path_equals_calling_the_layers(engine, ref, monkeypatch):
+    """The engine's mlp() computes plain Layers itself: the same nodes, numbers and gradients as
+    calling each layer -- with a user's Layer subclass among them (called), a weight that is a
+    plain number (the general dot path) and a Layer.__call__ replaced on the class (honoured)."""
+    def run(e, how):
+        random.seed(12)
+        model = e.nn.MLP(3, [4, 4, 1])
+
+        class Doubling(e.nn.Layer):
+            def __call__(self, x):
+                return [2 * v for v in super().__call__(x)]
+
+        middle = Doubling(4, 4)
+        middle.neurons = model.layers[1].neurons
+        model.layers[1] = middle
+        model.layers[0].neurons[2].w[1] = 0.75  # a number among the weights
+        x = [e.Value(v) for v in (0.4, -1.3, 2.2)]
+        if how == "layers":
+            h = x
+            for layer in model.layers:
+                h = layer(h)
+        else:
+            h = model(x)
+        h.backward()
+        params = [p for p in model.parameters() if not isinstance(p, float)]
+        return h._op, h.data, [p.grad for p in params] + [v.grad for v in x]
+
+    got = run(engine, "mlp")
+    assert got == run(engine, "layers") == run(ref, "layers")
+    calls = []
+    original = engine.nn.Layer.__call__
+
+    def counting(self, x):
+        calls.append(self)
+        return original(self, x)
+
+    monkeypatch.setattr(engine.nn.Layer, "__call__", counting)
+    assert run(engine, "mlp") == got
+    assert len(calls) == 3  # every layer (the subclass through super()) via the replaced one
+
+
 def test_neuron_without_act_attribute_is_relu(engine):
     """A Neuron pickled before `act` existed has no act in its dict: it is a ReLU neuron."""
     import copy

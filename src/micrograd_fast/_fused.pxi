@@ -66,6 +66,28 @@ def layer(neurons, x, neuron_type):
     n.nonlin -- so the nodes, their numbers and their creation order are the same, without a
     Python call per neuron (and the dot node gets no facade: nobody holds it). Any other neuron
     (a subclass, say) is called."""
+    return _layer(neurons, x, neuron_type)
+
+
+cdef object _s_neurons = "neurons"
+
+
+def mlp(layers, x, layer_type, neuron_type):
+    """``for layer in layers: x = layer(x)``, each layer whose type is exactly layer_type
+    (nn.Layer) computed here as Layer.__call__ does -- layer(layer.neurons, x, neuron_type),
+    its one Value when it has one neuron -- without a Python call per layer. Any other layer is
+    called."""
+    cdef list out
+    for lay in layers:
+        if type(lay) is layer_type:
+            out = _layer(getattr(lay, _s_neurons), x, neuron_type)
+            x = out[0] if len(out) == 1 else out
+        else:
+            x = lay(x)
+    return x
+
+
+cdef list _layer(object neurons, object x, object neuron_type):
     cdef list out = []
     cdef object xseq = x if type(x) is list or type(x) is tuple else list(x)
     cdef object d, ws, bias
@@ -75,7 +97,7 @@ def layer(neurons, x, neuron_type):
     cdef PyObject *act_name
     cdef PyObject *key
     cdef PyObject *value
-    cdef Py_ssize_t pos
+    cdef Py_ssize_t pos, found
     cdef unsigned int act
     cdef bint xs_live = _all_live(xseq)  # the inputs are checked once for all the neurons
     for n in neurons:
@@ -88,8 +110,9 @@ def layer(neurons, x, neuron_type):
         # where one is missing, getattr gives what (or the error) a Python access would
         d = PyObject_GenericGetDict(n, NULL)
         w = b = nonlin = act_name = NULL
-        pos = 0
-        while PyDict_Next(d, &pos, &key, &value):
+        pos = found = 0
+        while found < 4 and PyDict_Next(d, &pos, &key, &value):
+            found += 1  # (the four names are distinct keys: four matches are all of them)
             if key == <PyObject*>_s_w:
                 w = value
             elif key == <PyObject*>_s_b:
@@ -98,6 +121,8 @@ def layer(neurons, x, neuron_type):
                 nonlin = value
             elif key == <PyObject*>_s_act:
                 act_name = value
+            else:
+                found -= 1
         ws = <object>w if w != NULL else n.w
         bias = <object>b if b != NULL else n.b
         if act_name == NULL:  # maybe not interned, or a class attribute
@@ -131,14 +156,12 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
     out = _fresh()  # may run Python code (a GC pass): before the items and indices are read
     n = min(len(<list>ws), len(xseq))
     wv = PySequence_Fast_ITEMS(ws)
-    for k in range(n):
-        if not _live_value(wv[k]):
-            return _neuron_general(ws, xseq, bias, act)
     if _grad_off():  # no graph: dot()'s leaf, the activation applied to its number in place
         _reserve_slots(1)
-        _dot_leaf(out, ws, xseq, MGF_IDX(<PyObject*>bias))  # cannot fail: all checked above
+        if not _dot_leaf(out, ws, xseq, MGF_IDX(<PyObject*>bias)):
+            return _neuron_general(ws, xseq, bias, act)
         if act != OP_LEAF:
-            _unary_value(act, nodes[out._i].data, &nodes[out._i].data)  # cannot fail either
+            _unary_value(act, nodes[out._i].data, &nodes[out._i].data)  # cannot fail
         return out
     xv = PySequence_Fast_ITEMS(xseq)
     _reserve_room(2, 2 * n + 1)
@@ -146,9 +169,10 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
     ch = edges + e
     b = MGF_IDX(<PyObject*>bias)
     ch[0] = <int32_t>b
-    nodes[b].nref += 1
     acc = nodes[b].data
     for k in range(n):  # the weights and inputs, as micrograd's sum(w*x ..., b): left to right
+        if not _live_value(wv[k]):  # (the inputs were checked by the caller)
+            break
         w = MGF_IDX(wv[k])
         x = MGF_IDX(xv[k])
         ch[1 + k] = <int32_t>w
@@ -156,6 +180,15 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
         nodes[w].nref += 1
         nodes[x].nref += 1
         acc = acc + nodes[w].data * nodes[x].data
+    else:
+        nodes[b].nref += 1
+        k = n
+    if k < n:  # a weight that is not a Value with a node: undo, and do it the general way
+        for w in range(k):
+            nodes[ch[1 + w]].nref -= 1
+            nodes[ch[1 + n + w]].nref -= 1
+        _free_edges(e, 2 * n + 1)
+        return _neuron_general(ws, xseq, bias, act)
     i = _ext_node(OP_DOT, acc, e, 2 * n + 1)
     if act != OP_LEAF:
         _unary_value(act, acc, &acc)  # relu/tanh/sigmoid: cannot fail
