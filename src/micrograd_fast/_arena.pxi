@@ -186,12 +186,7 @@ cdef void _compact() noexcept:
     new_top = p  # == live + 1, as every op makes its nodes only once nothing can fail
     # 2. children to their new indices (children sit below parents: their marks are intact),
     #    each edge block moved down to its new place as it is rewritten
-    _compact_edges()
-    for i in range(1, top):
-        n = &nodes[i]
-        if n.nref and n.op < OP_DOT:
-            n.a = <int32_t>nodes[n.a].mark
-            n.b = <int32_t>nodes[n.b].mark
+    _renumber_children()
     # 3. move, lowest first (a node only ever moves onto a slot already vacated)
     for i in range(1, top):
         if nodes[i].nref == 0:
@@ -209,35 +204,39 @@ cdef void _compact() noexcept:
 
 @cython.boundscheck(False)
 @cython.wraparound(False)
-cdef void _compact_edges() noexcept:
-    """The live nodes' edge blocks packed from 0 in node order, their children renumbered to the
-    nodes' new indices (in their marks). In place when the blocks are in node order (then each
-    moves down, never over one not yet moved); else into a new array."""
-    global edges, ecap, etop, edead, _edges_unordered
+cdef void _renumber_children() noexcept:
+    """Compaction's step 2: every live node's children to their new indices (in their marks);
+    the edge blocks packed from 0 in node order on the way. In place when the blocks are in node
+    order (each moves down, never over one not yet moved); else into a new array."""
+    global edges, etop, edead, _edges_unordered
     cdef Py_ssize_t i, k, m, ep = 0
     cdef int32_t* dst = edges
     cdef int32_t* src
     cdef mgf_node* n
+    cdef bint move = True
     if _edges_unordered:
         dst = <int32_t*>mgf_arena_realloc(NULL, 0, <size_t>max(ecap, 1) * sizeof(int32_t))
-        if dst == NULL:  # no memory for a copy: the edges stay where they are, renumbered
-            for i in range(1, top):
-                n = &nodes[i]
-                if n.nref and n.op >= OP_DOT:
-                    src = edges + n.u.e
-                    for k in range(n.a):
-                        src[k] = <int32_t>nodes[src[k]].mark
-            return
+        if dst == NULL:  # no memory for a copy: the blocks stay where they are, renumbered
+            dst = edges
+            move = False
     for i in range(1, top):
         n = &nodes[i]
-        if n.nref == 0 or n.op < OP_DOT:
+        if n.nref == 0:
+            continue
+        if n.op < OP_DOT:
+            n.a = <int32_t>nodes[n.a].mark
+            n.b = <int32_t>nodes[n.b].mark
             continue
         src = edges + n.u.e
         m = n.a
+        if not move:
+            ep = n.u.e
         for k in range(m):  # dst + ep <= src: an edge is read before its slot is written
             dst[ep + k] = <int32_t>nodes[src[k]].mark
         n.u.e = ep
         ep += m
+    if not move:
+        return
     if dst != edges:
         free(edges)
         edges = dst
@@ -366,19 +365,27 @@ cdef inline void _free_edges(Py_ssize_t o, Py_ssize_t n) noexcept:
         edead += n
 
 
-cdef Py_ssize_t _ext_node(unsigned int op, double data, Py_ssize_t o,
-                          Py_ssize_t nchildren) except -1:
+cdef inline Py_ssize_t _ext_node(unsigned int op, double data, Py_ssize_t o,
+                                 Py_ssize_t nchildren) except -1:
     """A node whose children are the block of nchildren edges at o (owned by the node, or given
     back on failure)."""
     cdef Py_ssize_t i
-    try:
-        i = _new_node(op, data, 0, 0)
-    except BaseException:
-        _free_edges(o, nchildren)
-        raise
+    if top == cap and _grow_for_ext(o, nchildren) < 0:  # (only where the caller reserved none)
+        return -1
+    i = _new_node(op, data, 0, 0)  # cannot fail now
     nodes[i].u.e = o
     nodes[i].a = <int32_t>nchildren
     return i
+
+
+cdef int _grow_for_ext(Py_ssize_t o, Py_ssize_t nchildren) except -1:
+    """A slot for _ext_node's node, or the block given back and MemoryError."""
+    try:
+        _resize(2 * cap)
+    except BaseException:
+        _free_edges(o, nchildren)
+        raise
+    return 0
 
 
 cdef Py_ssize_t _new_ext_node(unsigned int op, double data, Py_ssize_t nchildren) except -1:
