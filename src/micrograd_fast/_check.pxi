@@ -25,7 +25,7 @@ def arena_stats():
 
 def _check_arena():
     """Raise AssertionError if the arena breaks an invariant (tests call it after each test):
-    live nodes have valid ops and child blocks, children sit below their parents, each nref is
+    live nodes have valid ops and edge blocks, children sit below their parents, each nref is
     the number of parent edges plus the live facade, dead slots are cleared, and the live nodes'
     edge blocks do not overlap and account for every edge not counted dead."""
     cdef Py_ssize_t i, k, c, m, count = 0, nedges = 0

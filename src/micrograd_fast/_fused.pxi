@@ -267,7 +267,7 @@ cdef object _dot(object ws, object xs, object bias):
     cdef bint values = True
     if not isinstance(bias, Value) or (<Value>bias)._i == 0:
         return _dot_general(wseq, xseq, min(len(wseq), len(xseq)), bias)
-    # the neuron's case, all Values: one pass checks each pair, writes the child block and sums
+    # the neuron's case, all Values: one pass checks each pair, writes the edge block and sums
     out = _fresh()  # may run Python code (a GC pass): before the items and indices are read
     n = min(len(wseq), len(xseq))
     _reserve_room(1, 2 * n + 1)
