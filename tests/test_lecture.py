@@ -329,17 +329,18 @@ def test_exception_in_custom_backward_propagates(engine):
     del v
     gc.collect()
     if baseline is not None:
-        # ... nothing leaked, and the arena still compacts (no sweep left pinned)
+        # ... nothing leaked, and the arena still reclaims dead slots (no sweep left pinned:
+        # a pinned arena neither gives back its top slots nor compacts, it only grows)
         assert engine.arena_stats()['live'] == baseline['live']
-        before = engine.arena_stats()['compactions']
         anchor = Value(0.0)  # a live node: the arena cannot simply start over when all is dead
+        before = engine.arena_stats()['high_water']
         for _ in range(20):
             x = Value(1.0)
             for _ in range(2000):
                 x = x * 1.0
             x.backward()
             del x
-        assert engine.arena_stats()['compactions'] > before
+        assert engine.arena_stats()['high_water'] <= before + 2 * 2001
         assert anchor.data == 0.0
         del anchor
         assert engine.arena_stats()['live'] == baseline['live']

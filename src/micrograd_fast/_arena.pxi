@@ -524,6 +524,7 @@ cdef int _release(Py_ssize_t i) except -1:
 
 cdef enum:
     DYING = 0xFFFFFFFE  # mark of a node that _scan_free found dead but has not freed yet
+    FREED = 0xFFFFFFFD  # mark of a dead slot (until compaction or reuse)
 
 cdef int32_t* _dying = NULL  # the nodes the current _scan_free marked DYING (its fallback's list)
 cdef Py_ssize_t _dying_cap = 0
@@ -575,7 +576,7 @@ cdef inline void _drop_edge(Py_ssize_t c, Py_ssize_t* ndying) noexcept:
 cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except -1:
     """Drop node j's references to its children (one that loses its last is marked DYING and
     recorded in _dying), queue its Python objects in deferred, and leave its slot dead."""
-    global live, edead, _pyx_free
+    global live, top, etop, edead, _pyx_free
     cdef Py_ssize_t k, m, x
     cdef int32_t* kids
     cdef mgf_node* n = &nodes[j]
@@ -596,7 +597,10 @@ cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except
             _pyx_free = x
         for k in range(m):
             _drop_edge(kids[k], ndying)
-        edead += m
+        if n.u.e + m == etop and pinned == 0:  # the top block: the next one goes here
+            etop = n.u.e
+        else:
+            edead += m
         n.u.e = 0
     else:
         if n.a:
@@ -610,8 +614,15 @@ cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except
     n.op = OP_LEAF
     n.flags = 0
     n.a = n.b = 0
+    n.mark = FREED
     facades[j] = NULL
     live -= 1
+    if j == top - 1 and pinned == 0:
+        # the top slot: the next node goes here. A training step's graph dies from its loss
+        # down, so the arena (and the edge arena) shrinks back to the parameters and the next
+        # step reuses the same, cache-warm memory without a compaction. (With nobody holding
+        # indices, no freed slot is still referred to.)
+        top = j
     return 0
 
 
@@ -647,7 +658,11 @@ cdef int _drain() except -1:
         # next graph (a notebook cell run again), saving the unmapping now and the page faults then
         if cap > KEEP_SLOTS:
             _resize(INITIAL_SLOTS)
-    elif top > 4 * INITIAL_SLOTS and _mostly_dead():
+        return 0
+    if pinned == 0:  # slots freed earlier, now at the top too (their graph died piecemeal)
+        while top > 1 and nodes[top - 1].mark == FREED:
+            top -= 1
+    if top > 4 * INITIAL_SLOTS and _mostly_dead():
         # mostly dead slots: the next operation compacts (here, indices may still be in use),
         # so that backward()'s downward pass does not wade through them
         _want_compact = True
