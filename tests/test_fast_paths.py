@@ -32,6 +32,27 @@ def test_float_subclass_with_own_conversion_is_asked(engine):
     assert engine.Value(Weird(1.0)).data == 42.0
 
 
+def test_numpy_float64_reads_its_double_and_its_subclasses_are_asked(engine):
+    """numpy.float64 is read directly (its float() is its stored double); a subclass of it with
+    a __float__ of its own is still asked, as float() would -- before and after a plain float64
+    was seen, and in operators as in the constructor."""
+    numpy = pytest.importorskip("numpy")
+
+    class Weird64(numpy.float64):
+        def __float__(self):
+            return 42.0
+
+    V = engine.Value
+    assert V(Weird64(1.0)).data == 42.0 == float(Weird64(1.0))
+    for x in (0.1, -0.0, 1e308, math.inf, 5e-324):
+        v = V(numpy.float64(x))
+        assert v.data == x and math.copysign(1.0, v.data) == math.copysign(1.0, x)
+        assert (V(2.0) * numpy.float64(x)).data == 2.0 * x
+    assert math.isnan(V(numpy.float64(math.nan)).data)
+    assert V(Weird64(1.0)).data == 42.0
+    assert (V(1.0) + Weird64(1.0)).data == 43.0
+
+
 @pytest.mark.parametrize("bad, error", [("x", TypeError), (b"1", TypeError), (None, TypeError),
                                         (1j, TypeError), (10**400, OverflowError)])
 def test_leaf_rejects_what_float_arithmetic_rejects(engine, bad, error):

@@ -8,14 +8,31 @@
 
 cdef extern from *:
     """
-    /* a float subclass that keeps float's own conversion (numpy.float64 does): float(o) is its
-       stored double, so it needs no Python call */
+    #include <string.h>
+    /* numpy.float64 (a float subclass) once seen: its float() is its stored double, exactly
+       (numpy's own conversion only reads it), so it needs no call. Known by name, not by
+       importing numpy (no dependency); numpy's types are static, so the pointer stays valid. */
+    static PyTypeObject* mgf_np_float64 = NULL;
+
+    /* a float subclass whose float(o) is its stored double: one that keeps float's own
+       conversion, or numpy.float64 -- no Python call needed */
     static CYTHON_INLINE int mgf_plain_float_subclass(PyObject* o) {
-        return PyFloat_Check(o) && Py_TYPE(o)->tp_as_number != NULL
-            && Py_TYPE(o)->tp_as_number->nb_float == PyFloat_Type.tp_as_number->nb_float;
+        PyTypeObject* t = Py_TYPE(o);
+        if (!PyFloat_Check(o)) return 0;
+        if (t == mgf_np_float64) return 1;
+        if (t->tp_as_number != NULL
+                && t->tp_as_number->nb_float == PyFloat_Type.tp_as_number->nb_float)
+            return 1;
+        if (mgf_np_float64 == NULL && strcmp(t->tp_name, "numpy.float64") == 0
+                && !(t->tp_flags & Py_TPFLAGS_HEAPTYPE)) {
+            mgf_np_float64 = t;
+            return 1;
+        }
+        return 0;
     }
     """
     bint mgf_plain_float_subclass(object o)
+    void* mgf_np_float64
 
 
 cdef int _as_double_slow(object o, double* out) except -1:
@@ -38,6 +55,9 @@ cdef inline int _as_double(object o, double* out) except -1:
         return 1
     if PyLong_CheckExact(o):
         out[0] = PyLong_AsDouble(o)  # OverflowError for huge ints, as float + int
+        return 1
+    if <void*>Py_TYPE(<PyObject*>o) == mgf_np_float64:  # (NULL until numpy's is seen)
+        out[0] = PyFloat_AS_DOUBLE(o)
         return 1
     return _as_double_slow(o, out)
 
