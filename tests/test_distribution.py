@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "micrograd_fast"
-CYTHON_SOURCES = {"_engine.pyx", "_fmath.pxd", "_arena.pxi", "_sweep.pxi", "__init__.pxd"}
+CYTHON_SOURCES = {"_engine.pyx", "_fmath.pxd", "_arena.pxi", "_release.pxi", "_sweep.pxi", "__init__.pxd"}
 
 # pip's words when the index (and so the build requirements) cannot be reached
 _NO_INDEX = re.compile(

@@ -5,7 +5,8 @@ A Value is a thin facade holding the index of its node; the numbers, the graph a
 live in the arena, and backward() is one C loop over it. Behaviour, numbers and exceptions are
 those of micrograd_fast/reference.py, which is the spec. One file per job:
 
-    _arena.pxi    the node records, allocation, compaction, iterative release
+    _arena.pxi    the node records and the edge arena: allocation, compaction
+    _release.pxi  freeing nodes: the iterative release, teardown, giving memory back
     _sweep.pxi    backward(): topological order and each op's local backward
     _numbers.pxi  Python numbers to doubles; math errors raised as floats raise them
     _facade.pxi   the Value object's life cycle: freelist, binding to nodes, GC support
@@ -101,6 +102,7 @@ cdef extern from *:
 
 
 include "_arena.pxi"
+include "_release.pxi"
 include "_sweep.pxi"
 include "_numbers.pxi"
 include "_facade.pxi"
