@@ -172,7 +172,7 @@ cdef void _compact() noexcept:
     by a node (its children) or a facade (Value._i). The live edges slide down likewise. Pure
     C: no Python code can run meanwhile."""
     global top, compactions
-    cdef Py_ssize_t i, p, k, new_top
+    cdef Py_ssize_t i, p, new_top
     cdef mgf_node* n
     # 1. new index of every live node, in its mark (dead: 0; slot 0 stays 0)
     nodes[0].mark = 0
@@ -370,8 +370,8 @@ cdef inline Py_ssize_t _ext_node(unsigned int op, double data, Py_ssize_t o,
     """A node whose children are the block of nchildren edges at o (owned by the node, or given
     back on failure)."""
     cdef Py_ssize_t i
-    if top == cap and _grow_for_ext(o, nchildren) < 0:  # (only where the caller reserved none)
-        return -1
+    if top == cap:  # (only where the caller reserved no slot)
+        _grow_for_ext(o, nchildren)
     i = _new_node(op, data, 0, 0)  # cannot fail now
     nodes[i].u.e = o
     nodes[i].a = <int32_t>nchildren

@@ -112,7 +112,6 @@ cdef list _layer(object neurons, object x, object neuron_type):
         w = b = nonlin = act_name = NULL
         pos = found = 0
         while found < 4 and PyDict_Next(d, &pos, &key, &value):
-            found += 1  # (the four names are distinct keys: four matches are all of them)
             if key == <PyObject*>_s_w:
                 w = value
             elif key == <PyObject*>_s_b:
@@ -122,7 +121,8 @@ cdef list _layer(object neurons, object x, object neuron_type):
             elif key == <PyObject*>_s_act:
                 act_name = value
             else:
-                found -= 1
+                continue
+            found += 1  # (four distinct keys: four matches are all of them)
         ws = <object>w if w != NULL else n.w
         bias = <object>b if b != NULL else n.b
         if act_name == NULL:  # maybe not interned, or a class attribute
@@ -171,8 +171,9 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
     ch[0] = <int32_t>b
     acc = nodes[b].data
     for k in range(n):  # the weights and inputs, as micrograd's sum(w*x ..., b): left to right
-        if not _live_value(wv[k]):  # (the inputs were checked by the caller)
-            break
+        if not _live_value(wv[k]):  # (the inputs were checked by the caller): the general way
+            _give_back_dot_block(e, k, n)
+            return _neuron_general(ws, xseq, bias, act)
         w = MGF_IDX(wv[k])
         x = MGF_IDX(xv[k])
         ch[1 + k] = <int32_t>w
@@ -180,20 +181,23 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
         nodes[w].nref += 1
         nodes[x].nref += 1
         acc = acc + nodes[w].data * nodes[x].data
-    else:
-        nodes[b].nref += 1
-        k = n
-    if k < n:  # a weight that is not a Value with a node: undo, and do it the general way
-        for w in range(k):
-            nodes[ch[1 + w]].nref -= 1
-            nodes[ch[1 + n + w]].nref -= 1
-        _free_edges(e, 2 * n + 1)
-        return _neuron_general(ws, xseq, bias, act)
+    nodes[b].nref += 1
     i = _ext_node(OP_DOT, acc, e, 2 * n + 1)
     if act != OP_LEAF:
         _unary_value(act, acc, &acc)  # relu/tanh/sigmoid: cannot fail
         i = _new_node(act, acc, i, 0)
     return _own(out, i)
+
+
+cdef void _give_back_dot_block(Py_ssize_t e, Py_ssize_t k, Py_ssize_t n) noexcept:
+    """Undo a dot node's block at e abandoned after k of its n pairs: the references those
+    pairs counted (the bias's is counted only once all pairs are done), then the block."""
+    cdef Py_ssize_t j
+    cdef int32_t* ch = edges + e
+    for j in range(k):
+        nodes[ch[1 + j]].nref -= 1
+        nodes[ch[1 + n + j]].nref -= 1
+    _free_edges(e, 2 * n + 1)
 
 
 cdef object _neuron_general(object ws, object xseq, object bias, unsigned int act):
@@ -258,7 +262,7 @@ def zero_grad_neurons(neurons, neuron_type):
 cdef object _dot(object ws, object xs, object bias):
     cdef object wseq = ws if type(ws) is list or type(ws) is tuple else list(ws)
     cdef object xseq = xs if type(xs) is list or type(xs) is tuple else list(xs)
-    cdef Py_ssize_t n, k, j, i, w, x, b, e
+    cdef Py_ssize_t n, k, i, w, x, b, e
     cdef PyObject** wv
     cdef PyObject** xv
     cdef int32_t* ch
@@ -297,10 +301,7 @@ cdef object _dot(object ws, object xs, object bias):
         nodes[b].nref += 1
         return _own(out, _op_ext(OP_DOT, acc, e, 2 * n + 1))
     # not all Values (numbers among them), or one without a node: undo the pairs done
-    for j in range(k):
-        nodes[ch[1 + j]].nref -= 1
-        nodes[ch[1 + n + j]].nref -= 1
-    _free_edges(e, 2 * n + 1)
+    _give_back_dot_block(e, k, n)
     if values:
         _uninitialised()
     return _dot_general(wseq, xseq, n, bias)

@@ -15,11 +15,11 @@ cdef extern from *:
     static PyTypeObject* mgf_np_float64 = NULL;
 
     /* a float subclass whose float(o) is its stored double: one that keeps float's own
-       conversion, or numpy.float64 -- no Python call needed */
+       conversion, or numpy.float64 (recorded here when first seen; _as_double then checks
+       it first) -- no Python call needed */
     static CYTHON_INLINE int mgf_plain_float_subclass(PyObject* o) {
         PyTypeObject* t = Py_TYPE(o);
         if (!PyFloat_Check(o)) return 0;
-        if (t == mgf_np_float64) return 1;
         if (t->tp_as_number != NULL
                 && t->tp_as_number->nb_float == PyFloat_Type.tp_as_number->nb_float)
             return 1;

@@ -127,7 +127,7 @@ cdef inline void _drop_edge(Py_ssize_t c, Py_ssize_t* ndying) noexcept:
 cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except -1:
     """Drop node j's references to its children (one that loses its last is marked DYING and
     recorded in _dying), queue its Python objects in deferred, and leave its slot dead."""
-    global live, top, etop, edead, _pyx_free
+    global live, top, edead, _pyx_free
     cdef Py_ssize_t k, m, x
     cdef int32_t* kids
     cdef mgf_node* n = &nodes[j]
@@ -148,8 +148,8 @@ cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except
             _pyx_free = x
         for k in range(m):
             _drop_edge(kids[k], ndying)
-        if n.u.e + m == etop and pinned == 0:  # the top block: the next one goes here
-            etop = n.u.e
+        if pinned == 0:  # the top block goes back at once (see top below)
+            _free_edges(n.u.e, m)
         else:
             edead += m
         n.u.e = 0
