@@ -99,7 +99,6 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
                 break
             j -= 1
             continue
-        nodes[j].mark = 0
         before = ndying
         _free_node(j, deferred, &ndying)
         pending += ndying - before - 1
@@ -124,17 +123,24 @@ cdef inline void _drop_edge(Py_ssize_t c, Py_ssize_t* ndying) noexcept:
         ndying[0] += 1
 
 
-cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except -1:
+cdef inline int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except -1:
     """Drop node j's references to its children (one that loses its last is marked DYING and
     recorded in _dying), queue its Python objects in deferred, and leave its slot dead."""
     global live, top, edead, _pyx_free
     cdef Py_ssize_t k, m, x
     cdef int32_t* kids
     cdef mgf_node* n = &nodes[j]
-    m = n.a if _is_ext(n.op) else 2
-    if ndying[0] + m > _dying_cap:
-        _reserve(&_dying, &_dying_cap, ndying[0] + m)
-    if _is_ext(n.op):
+    if not _is_ext(n.op):  # a leaf, unary or binary node: children in a and b
+        if ndying[0] + 2 > _dying_cap:
+            _reserve(&_dying, &_dying_cap, ndying[0] + 2)
+        if n.a:
+            _drop_edge(n.a, ndying)
+        if n.b:
+            _drop_edge(n.b, ndying)
+    else:
+        m = n.a
+        if ndying[0] + m > _dying_cap:
+            _reserve(&_dying, &_dying_cap, ndying[0] + m)
         kids = _kids(n)
         if n.op == OP_PY and n.b:
             x = n.b
@@ -153,20 +159,15 @@ cdef int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except
         else:
             edead += m
         n.u.e = 0
-    else:
-        if n.a:
-            _drop_edge(n.a, ndying)
-        if n.b:
-            _drop_edge(n.b, ndying)
-    if n.flags & FLAG_LABEL:
-        _defer(deferred, _pop_side(_labels, n.seq))
-    if n.flags & FLAG_OPNAME:
-        _defer(deferred, _pop_side(_opnames, n.seq))
+    if n.flags & (FLAG_LABEL | FLAG_OPNAME):
+        if n.flags & FLAG_LABEL:
+            _defer(deferred, _pop_side(_labels, n.seq))
+        if n.flags & FLAG_OPNAME:
+            _defer(deferred, _pop_side(_opnames, n.seq))
     n.op = OP_LEAF
     n.flags = 0
     n.a = n.b = 0
-    n.mark = FREED
-    facades[j] = NULL
+    n.mark = FREED  # (facades[j] is NULL already: a live facade counts in nref)
     live -= 1
     if j == top - 1 and pinned == 0:
         # the top slot: the next node goes here. A training step's graph dies from its loss
