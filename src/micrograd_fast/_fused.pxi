@@ -148,6 +148,9 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
     cdef Py_ssize_t n, k, w, x, b, i, e
     cdef PyObject** wv
     cdef PyObject** xv
+    cdef PyObject* wk
+    cdef PyObject* vt
+    cdef mgf_node* ns
     cdef int32_t* ch
     cdef double acc
     cdef Value out
@@ -169,19 +172,25 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
     ch = edges + e
     b = MGF_IDX(<PyObject*>bias)
     ch[0] = <int32_t>b
-    acc = nodes[b].data
+    # the loop works on local copies of the globals (nodes, the Value type) and of each weight:
+    # extensions are compiled with -fno-strict-aliasing, so after every store through ch or
+    # ns the compiler would otherwise load them again
+    ns = nodes
+    vt = <PyObject*>_value_type
+    acc = ns[b].data
     for k in range(n):  # the weights and inputs, as micrograd's sum(w*x ..., b): left to right
-        if not _live_value(wv[k]):  # (the inputs were checked by the caller): the general way
-            _give_back_dot_block(e, k, n)
+        wk = wv[k]  # (the inputs were checked by the caller; a weight is checked here)
+        if (Py_TYPE(wk) != vt and not mgf_is_subtype(Py_TYPE(wk), _value_type)) or not MGF_IDX(wk):
+            _give_back_dot_block(e, k, n)  # not a Value with a node: the general way
             return _neuron_general(ws, xseq, bias, act)
-        w = MGF_IDX(wv[k])
+        w = MGF_IDX(wk)
         x = MGF_IDX(xv[k])
         ch[1 + k] = <int32_t>w
         ch[1 + n + k] = <int32_t>x
-        nodes[w].nref += 1
-        nodes[x].nref += 1
-        acc = acc + nodes[w].data * nodes[x].data
-    nodes[b].nref += 1
+        ns[w].nref += 1
+        ns[x].nref += 1
+        acc = acc + ns[w].data * ns[x].data
+    ns[b].nref += 1
     i = _ext_node(OP_DOT, acc, e, 2 * n + 1)
     if act != OP_LEAF:
         _unary_value(act, acc, &acc)  # relu/tanh/sigmoid: cannot fail
