@@ -27,7 +27,7 @@ from cpython.mem cimport (PyMem_Free, PyMem_Malloc, PyMem_RawCalloc, PyMem_RawFr
                           PyMem_RawRealloc)
 from cpython.object cimport PyObject
 from cpython.dict cimport PyDict_GetItemWithError
-from cpython.sequence cimport PySequence_Fast_ITEMS
+from cpython.sequence cimport PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.math cimport NAN, exp, isinf, log, tanh
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t

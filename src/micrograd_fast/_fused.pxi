@@ -157,7 +157,7 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
     if not (xs_live and type(ws) is list and _live_value(<PyObject*>bias)):
         return _neuron_general(ws, xseq, bias, act)
     out = _fresh()  # may run Python code (a GC pass): before the items and indices are read
-    n = min(len(<list>ws), len(xseq))
+    n = min(len(<list>ws), PySequence_Fast_GET_SIZE(xseq))  # (xseq: a list or tuple)
     wv = PySequence_Fast_ITEMS(ws)
     if _grad_off():  # no graph: dot()'s leaf, the activation applied to its number in place
         _reserve_slots(1)

@@ -16,7 +16,7 @@
 # Adding an op: a case in _forward (and in _has_forward); nothing else here.
 
 from cpython.buffer cimport PyBUF_RECORDS_RO, PyBuffer_Release, PyObject_CheckBuffer, PyObject_GetBuffer
-from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE
+from cpython.sequence cimport PySequence_Fast
 from libc.string cimport memcpy
 
 cdef Py_ssize_t _graph_edits = 0  # bumped when a node's op changes (_make_python_op)
