@@ -75,6 +75,18 @@ def _exponent_text(k: float) -> str:
     return str(int(k)) if isinstance(k, numbers.Integral) else repr(float(k))
 
 
+def _tanh(x: float) -> float:
+    """The lecture's tanh, (e**2x - 1) / (e**2x + 1), to the last bit -- without its overflow:
+    where e**2x overflows the result is 1.0 (as math.tanh's)."""
+    try:
+        e = math.exp(2 * x)
+    except OverflowError:
+        return 1.0
+    if e == math.inf:  # x = inf
+        return 1.0
+    return (e - 1) / (e + 1)
+
+
 def _sigmoid(x: float) -> float:
     # both branches call exp on a non-positive number, so neither can overflow
     if x >= 0:
@@ -194,7 +206,7 @@ class Value:
         return self._node(0.0 if x < 0 else x, (self,), 'ReLU', _relu_backward)
 
     def tanh(self) -> Value:
-        return self._node(math.tanh(self.data), (self,), 'tanh', _tanh_backward)
+        return self._node(_tanh(self.data), (self,), 'tanh', _tanh_backward)
 
     def exp(self) -> Value:
         return self._node(math.exp(self.data), (self,), 'exp', _exp_backward)
@@ -343,10 +355,10 @@ def _relu_backward(out: Value) -> None:
     a.grad += (out.data > 0) * out.grad
 
 
-def _tanh_backward(out: Value) -> None:  # d tanh = 1 - tanh**2
+def _tanh_backward(out: Value) -> None:  # d tanh = 1 - tanh**2, as the lecture writes it
     (a,) = out._children
     t = out.data
-    a.grad += (1 - t * t) * out.grad
+    a.grad += (1 - t**2) * out.grad  # (t**2 is libm's pow: not always t * t to the last bit)
 
 
 def _exp_backward(out: Value) -> None:  # d exp = exp
@@ -429,7 +441,7 @@ _FORWARD: dict[Callable[[Value], None], Callable[[Value], float]] = {
     _pow_backward: _pow_forward,
     _vpow_backward: _vpow_forward,
     _relu_backward: _relu_forward,
-    _tanh_backward: lambda out: math.tanh(out._children[0].data),
+    _tanh_backward: lambda out: _tanh(out._children[0].data),
     _exp_backward: lambda out: math.exp(out._children[0].data),
     _log_backward: lambda out: math.log(out._children[0].data),
     _sigmoid_backward: lambda out: _sigmoid(out._children[0].data),

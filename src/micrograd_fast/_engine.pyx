@@ -29,13 +29,13 @@ from cpython.object cimport PyObject
 from cpython.dict cimport PyDict_GetItemWithError
 from cpython.sequence cimport PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
-from libc.math cimport NAN, exp, isinf, log, tanh
+from libc.math cimport NAN, exp, isinf, log
 from libc.stdint cimport int32_t, int64_t, uint32_t, uint64_t
 from libc.stdlib cimport free, qsort
 from libc.string cimport memcpy, memset
 
 from micrograd_fast._fmath cimport (F_DOMAIN, F_RANGE, F_ZERO_DIV, py_exp, py_log, py_pow,
-                                    py_sigmoid)
+                                    py_sigmoid, py_tanh, py_tanh_grad)
 
 
 cdef extern from "Python.h":

@@ -93,6 +93,22 @@ cdef inline int py_log(double x, double* out) noexcept nogil:
     return F_DOMAIN
 
 
+cdef inline double py_tanh(double x) noexcept nogil:
+    """The lecture's tanh, (e**2x - 1) / (e**2x + 1), to the last bit -- without its overflow:
+    where e**2x overflows the result is 1.0 (as libm's tanh)."""
+    cdef double e = exp(2 * x)
+    if isinf(e):
+        return 1.0
+    return (e - 1) / (e + 1)
+
+
+cdef inline double py_tanh_grad(double t) noexcept nogil:
+    """The lecture's d tanh, 1 - t**2, with Python's t**2 (libm's pow, not always t * t)."""
+    cdef double t2
+    py_pow(t, 2.0, &t2)  # cannot fail for an exponent of 2
+    return 1 - t2
+
+
 cdef inline double py_sigmoid(double x) noexcept nogil:
     # both branches call exp on a non-positive number, so neither can overflow
     cdef double z

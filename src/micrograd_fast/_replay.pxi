@@ -29,7 +29,7 @@ cdef inline int _unary_value(unsigned int op, double x, double* y) noexcept nogi
     if op == OP_RELU:
         y[0] = 0.0 if x < 0 else x
     elif op == OP_TANH:
-        y[0] = tanh(x)
+        y[0] = py_tanh(x)
     elif op == OP_EXP:
         return py_exp(x, y)
     elif op == OP_LOG:

@@ -143,8 +143,7 @@ cdef int _backprop_node(Py_ssize_t j) except -1:
             _raise_math(err)
         nodes[a].grad += (x * d) * g
     elif op == OP_TANH:
-        x = n.data
-        nodes[a].grad += (1 - x * x) * g
+        nodes[a].grad += py_tanh_grad(n.data) * g
     elif op == OP_EXP:
         nodes[a].grad += n.data * g
     elif op == OP_LOG:
