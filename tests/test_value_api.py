@@ -481,3 +481,16 @@ def test_threads_build_and_backprop_independent_graphs(engine):
     gc.collect()
     if baseline is not None:  # the threads' graphs and models are all freed
         assert engine.arena_stats()['live'] == baseline
+
+
+@pytest.mark.parametrize("name", ["data", "grad", "_backward", "_prev"])
+def test_deleting_a_value_attribute_is_an_attribute_error(engine, name):
+    # as for any property without a deleter (micrograd's are plain attributes: deleting one
+    # there only breaks the Value later); the Value is left as it was
+    v = engine.Value(1.5) * 2
+    v.grad = 3.0
+    with pytest.raises(AttributeError):
+        delattr(v, name)
+    assert (v.data, v.grad, v._op) == (3.0, 3.0, '*')
+    v.backward()
+    assert v.grad == 1.0

@@ -12,6 +12,11 @@ cdef int _uninitialised() except -1:
     raise AttributeError("this Value has no node: Value.__init__ was not called")
 
 
+cdef int _no_deleter(object v, str name) except -1:
+    # what Python says for a property without a deleter (the reference engine's)
+    raise AttributeError(f"property {name!r} of {type(v).__name__!r} object has no deleter")
+
+
 cdef enum:
     FREELIST_SIZE = 8192
 

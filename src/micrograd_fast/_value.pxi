@@ -184,6 +184,10 @@ cdef class Value:
     def data(self, value):
         nodes[_index(self)].data = _real(value, "data")
 
+    @data.deleter
+    def data(self):
+        _no_deleter(self, "data")
+
     @property
     def grad(self):
         return nodes[_index(self)].grad
@@ -191,6 +195,10 @@ cdef class Value:
     @grad.setter
     def grad(self, value):
         nodes[_index(self)].grad = _real(value, "grad")
+
+    @grad.deleter
+    def grad(self):
+        _no_deleter(self, "grad")
 
     @property
     def label(self):
@@ -203,6 +211,10 @@ cdef class Value:
         _labels[nodes[i].seq] = value
         nodes[i].flags |= FLAG_LABEL
 
+    @label.deleter
+    def label(self):
+        _no_deleter(self, "label")
+
     # ---- the graph ----
     @property
     def _op(self):
@@ -213,6 +225,10 @@ cdef class Value:
         cdef Py_ssize_t i = _index(self)
         _opnames[nodes[i].seq] = value
         nodes[i].flags |= FLAG_OPNAME
+
+    @_op.deleter
+    def _op(self):
+        _no_deleter(self, "_op")
 
     @property
     def _prev(self):
@@ -241,6 +257,10 @@ cdef class Value:
         x.fn = <PyObject*>fn
         _track(self)  # fn may refer back to this Value (the lecture's closures do)
         Py_XDECREF(old)
+
+    @_backward.deleter
+    def _backward(self):
+        _no_deleter(self, "_backward")
 
     def _local_backward(self):
         _backprop_node(_index(self))
