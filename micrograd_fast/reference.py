@@ -52,10 +52,25 @@ def _number(x: Any) -> Optional[float]:
 
 
 def _operand(other: Any) -> Optional[Value]:
-    """other as a Value, or None when it is not a number (the operator then returns NotImplemented)."""
+    """other as a Value, or None when it is not a number."""
     if isinstance(other, Value):
         return other
     x = _number(other)
+    return None if x is None else Value(x)
+
+
+def _real_number(x: Any) -> Optional[float]:
+    """float(x) for an operator's operand that is a real number -- numbers.Real: int, bool,
+    float, Fraction, numpy's numbers -- else None, and the operator returns NotImplemented: what
+    float's own operators refuse (a Decimal, an object with only a __float__) is a TypeError."""
+    return _number(x) if isinstance(x, numbers.Real) else None
+
+
+def _real_operand(other: Any) -> Optional[Value]:
+    """other as a Value for an operator (see _real_number), or None."""
+    if isinstance(other, Value):
+        return other
+    x = _real_number(other)
     return None if x is None else Value(x)
 
 
@@ -175,13 +190,13 @@ class Value:
 
     # ---- the operators micrograd has ----
     def __add__(self, other: Union[Value, float]) -> Value:
-        o = _operand(other)
+        o = _real_operand(other)
         if o is None:
             return NotImplemented
         return self._node(self.data + o.data, (self, o), '+', _add_backward)
 
     def __mul__(self, other: Union[Value, float]) -> Value:
-        o = _operand(other)
+        o = _real_operand(other)
         if o is None:
             return NotImplemented
         return self._node(self.data * o.data, (self, o), '*', _mul_backward)
@@ -189,14 +204,14 @@ class Value:
     def __pow__(self, other: Union[Value, float]) -> Value:
         if isinstance(other, Value):  # beyond micrograd: a Value exponent
             return self._node(_pow(self.data, other.data), (self, other), '**', _vpow_backward)
-        k = _number(other)
+        k = _real_number(other)
         if k is None:
             return NotImplemented
         return self._node(_pow(self.data, k), (self,), f'**{_exponent_text(other)}',
                           _pow_backward, k)
 
     def __rpow__(self, other: float) -> Value:  # other ** self
-        base = _operand(other)
+        base = _real_operand(other)
         if base is None:
             return NotImplemented
         return base ** self
@@ -225,12 +240,12 @@ class Value:
         return self + other
 
     def __sub__(self, other: Union[Value, float]) -> Value:  # self - other
-        if not isinstance(other, Value) and _number(other) is None:
+        if not isinstance(other, Value) and _real_number(other) is None:
             return NotImplemented
         return self + (-other)
 
     def __rsub__(self, other: float) -> Value:  # other - self
-        if _number(other) is None:
+        if _real_number(other) is None:
             return NotImplemented
         return other + (-self)
 
@@ -240,13 +255,13 @@ class Value:
     def __truediv__(self, other: Union[Value, float]) -> Value:  # self / other
         if isinstance(other, Value):
             return self * other**-1
-        x = _number(other)
+        x = _real_number(other)
         if x is None:
             return NotImplemented
         return self * _pow(x, -1.0)  # micrograd: other**-1 on the plain number
 
     def __rtruediv__(self, other: float) -> Value:  # other / self
-        if _number(other) is None:
+        if _real_number(other) is None:
             return NotImplemented
         return other * self**-1
 

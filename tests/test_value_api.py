@@ -494,3 +494,40 @@ def test_deleting_a_value_attribute_is_an_attribute_error(engine, name):
     assert (v.data, v.grad, v._op) == (3.0, 3.0, '*')
     v.backward()
     assert v.grad == 1.0
+
+
+class _OnlyFloat:
+    """Not a number type, but float() accepts it."""
+
+    def __float__(self):
+        return 1.5
+
+
+@pytest.mark.parametrize("other", [__import__("decimal").Decimal("1.5"), _OnlyFloat()],
+                         ids=["Decimal", "only__float__"])
+def test_operands_that_float_refuses_are_type_errors(engine, other):
+    # 2.0 + Decimal('1.5') is a TypeError, and so is every operator of a Value with one (the
+    # operators return NotImplemented); as data, float() decides: Value(Decimal('1.5')) is 1.5
+    v = engine.Value(2.0)
+    with pytest.raises(TypeError):
+        2.0 + other
+    ops = [lambda: v + other, lambda: other + v, lambda: v - other, lambda: other - v,
+           lambda: v * other, lambda: other * v, lambda: v / other, lambda: other / v,
+           lambda: v ** other, lambda: other ** v]
+    for op in ops:
+        with pytest.raises(TypeError):
+            op()
+    assert engine.Value(other).data == 1.5
+    assert (v.data, v.grad) == (2.0, 0.0)
+
+
+def test_real_number_operands_are_taken(engine):
+    # numbers.Real: Fraction and numpy's numbers, as float's own operators take them
+    np = pytest.importorskip("numpy")
+    v = engine.Value(2.0)
+    for other, x in [(fractions.Fraction(1, 2), 0.5), (np.float32(1.5), 1.5), (np.int64(3), 3.0),
+                     (True, 1.0)]:
+        assert (v + other).data == 2.0 + x
+        assert (other - v).data == x - 2.0
+        assert (v * other).data == 2.0 * x
+        assert (other / v).data == x * 2.0**-1

@@ -1,6 +1,7 @@
 # ---- numbers: Python objects to doubles, and math errors as Python floats raise them ---------
 #
-# Owns: what counts as a real number (anything float() accepts, but not str/bytes), and the
+# Owns: what counts as a real number (anything float() accepts, but not str/bytes; for an
+# operator's operand, a numbers.Real), and the
 # exception each math failure raises (the type and message reference.py's would have). Every
 # operator converts its operands here *before* it reads a node index, because float() may run
 # Python code (a GC pass, a __float__) that moves nodes.
@@ -60,6 +61,20 @@ cdef inline int _as_double(object o, double* out) except -1:
         out[0] = PyFloat_AS_DOUBLE(o)
         return 1
     return _as_double_slow(o, out)
+
+
+import numbers as _numbers_module
+cdef object _Real = _numbers_module.Real
+
+
+cdef inline int _as_operand(object o, double* out) except -1:
+    """_as_double for an operator's operand: only a real number (numbers.Real -- int, bool,
+    float, Fraction, numpy's numbers); what float's own operators refuse (a Decimal, an object
+    with only a __float__) is 0, so that the operator returns NotImplemented (a TypeError)."""
+    if (PyFloat_CheckExact(o) or PyLong_CheckExact(o)
+            or <void*>Py_TYPE(<PyObject*>o) == mgf_np_float64 or isinstance(o, _Real)):
+        return _as_double(o, out)
+    return 0
 
 
 cdef double _real(object o, str what) except? -1.0:

@@ -13,7 +13,7 @@ cdef object _binary(Value self, object other, unsigned int op):
     cdef Py_ssize_t a, b
     cdef double c = 0.0
     cdef bint number = not isinstance(other, Value)
-    if number and not _as_double(other, &c):  # may run Python code: before reading indices
+    if number and not _as_operand(other, &c):  # may run Python code: before reading indices
         return NotImplemented
     cdef Value out = _fresh()
     _reserve_slots(2)
@@ -302,7 +302,7 @@ cdef class Value:
             a = _index(self)
             i = _index(<Value>other)
             return _own(out, _op_node(OP_POW, _power(nodes[a].data, nodes[i].data), a, i))
-        if not _as_double(other, &k):
+        if not _as_operand(other, &k):
             return NotImplemented
         out = _fresh()
         _reserve_slots(1)
@@ -318,7 +318,7 @@ cdef class Value:
     def __rpow__(self, other, mod):  # other ** self
         cdef Py_ssize_t a, c
         cdef double x, y
-        if mod is not None or not _as_double(other, &x):
+        if mod is not None or not _as_operand(other, &x):
             return NotImplemented
         out = _fresh()
         _reserve_slots(2)
@@ -365,7 +365,7 @@ cdef class Value:
         cdef double x = 0.0
         cdef bint number = not isinstance(other, Value)
         if type(self) is not Value:
-            if number and not _as_double(other, &x):
+            if number and not _as_operand(other, &x):
                 return NotImplemented
             return self + (-other)
         if number:
@@ -373,7 +373,7 @@ cdef class Value:
                 x = -PyFloat_AS_DOUBLE(other)
             elif PyLong_CheckExact(other):
                 x = -PyLong_AsDouble(other) if other else 0.0  # -0 is the int 0, not -0.0
-            elif not _as_double(other, &x):
+            elif not _as_operand(other, &x):
                 return NotImplemented
             else:
                 _as_double(-other, &x)  # negate as the number's own type does
@@ -386,7 +386,7 @@ cdef class Value:
     def __rsub__(self, other):  # other - self = (-self) + other
         cdef Py_ssize_t n, c
         cdef double x
-        if not _as_double(other, &x):
+        if not _as_operand(other, &x):
             return NotImplemented
         if type(self) is not Value:
             return other + (-self)
@@ -401,7 +401,7 @@ cdef class Value:
         cdef double x = 0.0
         cdef bint number = not isinstance(other, Value)
         if number:
-            if not _as_double(other, &x):
+            if not _as_operand(other, &x):
                 return NotImplemented
             x = _power(x, -1.0)  # other**-1 on the plain number
         if type(self) is not Value:
@@ -415,7 +415,7 @@ cdef class Value:
     def __rtruediv__(self, other):  # other / self = self**-1 * other
         cdef Py_ssize_t p, c
         cdef double x
-        if not _as_double(other, &x):
+        if not _as_operand(other, &x):
             return NotImplemented
         if type(self) is not Value:
             return other * self**-1
