@@ -113,16 +113,18 @@ def _sigmoid(x: float) -> float:
 class Value:
     """A scalar that remembers how it was made, so that backward() can find its gradient."""
 
-    # the attributes every Value has (set by __init__ and by _node)
+    # the attributes every Value has (set by __init__ and by _node); the defaults serve a Value
+    # made without __init__ -- a subclass whose own __init__ assigns data, grad, _backward,
+    # _prev and _op, as micrograd's __init__ does
     _data: float
-    _grad: float
-    _children: tuple[Value, ...]
-    _op: str
-    label: str
-    _local: Optional[Callable[[Value], None]]
-    _py: Optional[Callable[[], object]]
-    _k: float
-    _seq: int
+    _grad: float = 0.0
+    _children: tuple[Value, ...] = ()
+    _op: str = ''
+    label: str = ''
+    _local: Optional[Callable[[Value], None]] = None
+    _py: Optional[Callable[[], object]] = None
+    _k: float = 0.0
+    _seq: int = 0  # (a leaf's place in the order does not matter; _prev's setter sets it)
 
     def __init__(self, data: float, _children: Iterable[Value] = (), _op: str = '',
                  label: str = '') -> None:
@@ -172,6 +174,23 @@ class Value:
     @property
     def _prev(self) -> set[Value]:
         return set(self._children)
+
+    @_prev.setter
+    def _prev(self, children: Iterable[Value]) -> None:
+        # micrograd's __init__ assigns self._prev = set(_children); a subclass with an __init__
+        # of its own does the same. A Value still being made (no children yet) gets these
+        # children and its place in the creation order after them; others cannot change theirs.
+        kids = tuple(children)
+        if not kids and not self._children:
+            return
+        if self._children:
+            raise AttributeError("_prev can only be assigned while a Value is being made (no "
+                                 "children yet, not used by another Value), as __init__ does")
+        for child in kids:
+            if not isinstance(child, Value):
+                raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
+        self._children = kids
+        self._seq = next(_creation)
 
     @property
     def _backward(self) -> Callable[[], object]:

@@ -4,8 +4,10 @@ and several threads building and back-propagating graphs at once."""
 import copy
 import fractions
 import gc
+import os
 import pickle
 import random
+import subprocess
 import sys
 import threading
 import time
@@ -531,3 +533,72 @@ def test_real_number_operands_are_taken(engine):
         assert (other - v).data == x - 2.0
         assert (v * other).data == 2.0 * x
         assert (other / v).data == x * 2.0**-1
+
+
+def _own_init_subclass(Value):
+    """A subclass with micrograd's __init__ copied in (no super().__init__), and a * of its own
+    written the lecture's way."""
+
+    class V2(Value):
+        def __init__(self, data, _children=(), _op='', label=''):
+            self.data = data
+            self.grad = 0
+            self._backward = lambda: None
+            self._prev = set(_children)
+            self._op = _op
+            self.label = label
+
+        def __mul__(self, other):
+            other = other if isinstance(other, V2) else V2(other)
+            out = V2(self.data * other.data, (self, other), '*')
+
+            def _backward():
+                self.grad += other.data * out.grad
+                other.grad += self.data * out.grad
+            out._backward = _backward
+            return out
+
+    return V2
+
+
+def test_subclass_with_its_own_init(engine):
+    V2 = _own_init_subclass(engine.Value)
+    a, b = V2(2.0, label='a'), V2(-3.0, label='b')
+    c = a * b  # V2's own *: a hand-built node with a Python backward
+    d = c + a  # Value's +
+    e = (d * 2).relu()
+    assert (type(c), c.data, c._op, c._prev) == (V2, -6.0, '*', {a, b})
+    assert (d.data, d._op, d._prev) == (-4.0, '+', {c, a})
+    assert (a.label, b.label, a._op, a._prev) == ('a', 'b', '', set())
+    (d * 2).backward()
+    assert (a.grad, b.grad, c.grad) == (2.0 * (-3.0 + 1.0), 2.0 * 2.0, 2.0)
+    assert e.data == 0.0
+    # a leaf made this way works as any leaf
+    z = V2(0.5)
+    w = z * z + z
+    w.backward()
+    assert (w.data, z.grad) == (0.75, 2.0)
+
+
+def test_prev_cannot_change_the_children_of_a_made_node(engine):
+    a, b = engine.Value(2.0), engine.Value(3.0)
+    c = a * b
+    with pytest.raises(AttributeError):
+        c._prev = {a}
+    assert c._prev == {a, b}
+    a._prev = set()  # a leaf given no children stays a leaf
+    assert a._prev == set() and (a.data, a._op) == (2.0, '')
+
+
+@pytest.mark.parametrize("pure", ["0", "1"])
+def test_backward_assigned_to_a_leaf_before_any_other_node(pure):
+    # the first node a process makes is a leaf that gets a _backward (no edge array exists yet)
+    code = ("from micrograd_fast import Value\n"
+            "v = Value(1.5)\n"
+            "v._backward = lambda: None\n"
+            "y = v * 2\n"
+            "y.backward()\n"
+            "print(v.data, v.grad, v._prev)\n")
+    env = dict(os.environ, MICROGRAD_FAST_PURE_PYTHON=pure)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert (out.returncode, out.stdout) == (0, "1.5 2.0 set()\n"), out.stderr

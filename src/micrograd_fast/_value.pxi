@@ -8,6 +8,21 @@
 # micrograd's: the derived operators add facade-less nodes (a - b is a + b*-1).
 
 
+cdef Py_ssize_t _bound(Value v) except 0:
+    """v's node, for an assignment. A Value made without Value.__init__ -- a subclass whose own
+    __init__ assigns data, grad, _backward, _prev and _op, as micrograd's __init__ does -- gets
+    a leaf (data 0.0) at its first assignment, which the following ones fill in."""
+    if v._i == 0:
+        Value.__init__(v, 0.0)
+    return v._i
+
+
+cdef Py_ssize_t _child_count(Py_ssize_t i) noexcept:
+    if _is_ext(nodes[i].op):
+        return nodes[i].a
+    return (nodes[i].a != 0) + (nodes[i].b != 0)
+
+
 cdef object _binary(Value self, object other, unsigned int op):
     """self + other or self * other: one node, one facade (plus a leaf for a number)."""
     cdef Py_ssize_t a, b
@@ -98,12 +113,14 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
         nodes[i].b = 0  # a classification node's integer: its children stay in place
     else:
         n = (nodes[i].a != 0) + (nodes[i].b != 0)
-        _reserve_edges(n)
-        e = _alloc_edges(n)  # the edges (and their nref) move into a block
-        _edges_unordered = True  # ... at the top, above younger nodes' blocks
-        edges[e] = nodes[i].a
-        if n == 2:
-            edges[e + 1] = nodes[i].b
+        e = 0  # a leaf has no block (and there may be no edge array yet)
+        if n:
+            _reserve_edges(n)
+            e = _alloc_edges(n)  # the edges (and their nref) move into a block
+            _edges_unordered = True  # ... at the top, above younger nodes' blocks
+            edges[e] = nodes[i].a
+            if n == 2:
+                edges[e + 1] = nodes[i].b
         nodes[i].u.e = e
         nodes[i].a = <int32_t>n
         nodes[i].b = 0
@@ -182,7 +199,8 @@ cdef class Value:
 
     @data.setter
     def data(self, value):
-        nodes[_index(self)].data = _real(value, "data")
+        cdef double x = _real(value, "data")
+        nodes[_bound(self)].data = x
 
     @data.deleter
     def data(self):
@@ -194,7 +212,8 @@ cdef class Value:
 
     @grad.setter
     def grad(self, value):
-        nodes[_index(self)].grad = _real(value, "grad")
+        cdef double x = _real(value, "grad")
+        nodes[_bound(self)].grad = x
 
     @grad.deleter
     def grad(self):
@@ -207,7 +226,7 @@ cdef class Value:
 
     @label.setter
     def label(self, value):
-        cdef Py_ssize_t i = _index(self)
+        cdef Py_ssize_t i = _bound(self)
         _labels[nodes[i].seq] = value
         nodes[i].flags |= FLAG_LABEL
 
@@ -222,7 +241,7 @@ cdef class Value:
 
     @_op.setter
     def _op(self, value):
-        cdef Py_ssize_t i = _index(self)
+        cdef Py_ssize_t i = _bound(self)
         _opnames[nodes[i].seq] = value
         nodes[i].flags |= FLAG_OPNAME
 
@@ -235,6 +254,32 @@ cdef class Value:
         """The children, as a set of Values (made on demand for nodes whose facade is gone)."""
         return set(_child_values(_index(self)))
 
+    @_prev.setter
+    def _prev(self, children):
+        # micrograd's __init__ assigns self._prev = set(_children); a subclass with an __init__
+        # of its own does the same. A Value still being made (no children, no parents yet) gets
+        # these children: its node is made again with them, keeping data, grad, op, label and
+        # an assigned _backward. Other nodes cannot change their children.
+        cdef Py_ssize_t i = _bound(self)
+        cdef list kids = list(children)
+        cdef object fn = None
+        if not kids and _child_count(i) == 0:
+            return
+        if _child_count(i) or nodes[i].nref > 1:
+            raise AttributeError("_prev can only be assigned while a Value is being made (no "
+                                 "children yet, not used by another Value), as __init__ does")
+        if nodes[i].op == OP_PY and _py_fn(i) != NULL:
+            fn = <object>_py_fn(i)
+        grad = nodes[i].grad
+        Value.__init__(self, nodes[i].data, kids, self._op, self.label)
+        self.grad = grad
+        if fn is not None:
+            self._backward = fn
+
+    @_prev.deleter
+    def _prev(self):
+        _no_deleter(self, "_prev")
+
     @property
     def _backward(self):
         """This node's local backward: adds its contribution to its children's grads."""
@@ -245,11 +290,12 @@ cdef class Value:
 
     @_backward.setter
     def _backward(self, fn):
-        cdef Py_ssize_t i = _index(self)
+        cdef Py_ssize_t i
         cdef PyObject* old
         cdef PyExtra* x
         if not callable(fn):
             raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
+        i = _bound(self)
         _make_python_op(i)
         x = _pyx_of(i)
         old = x.fn
