@@ -59,6 +59,14 @@ def _operand(other: Any) -> Optional[Value]:
     return None if x is None else Value(x)
 
 
+def _not_an_item(who: str, item: Any) -> str:
+    """The TypeError message for an item of dot() & co. that is not a Value or a number: another
+    library's Value (upstream micrograd's, say) is named with its module."""
+    t = type(item)
+    name = t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+    return f"{who}() takes Values or real numbers, not {name!r}"
+
+
 def _real_number(x: Any) -> Optional[float]:
     """float(x) for an operator's operand that is a real number -- numbers.Real: int, bool,
     float, Fraction, numpy's numbers -- else None, and the operator returns NotImplemented: what
@@ -497,11 +505,11 @@ def dot(ws: Iterable[Union[Value, float]], xs: Iterable[Union[Value, float]],
     for w_in, x_in in zip(ws, xs):
         w, x = _operand(w_in), _operand(x_in)
         if w is None or x is None:
-            raise TypeError("dot() takes Values or real numbers")
+            raise TypeError(_not_an_item("dot", w_in if w is None else x_in))
         pairs.append((w, x))
     b = _operand(bias)
     if b is None:
-        raise TypeError("dot() takes Values or real numbers")
+        raise TypeError(_not_an_item("dot", bias))
     acc = b.data
     for w, x in pairs:
         acc = acc + w.data * x.data
@@ -548,7 +556,7 @@ def sum_values(values: Iterable[Union[Value, float]], start: Union[Value, float]
     for item in (start, *values):
         v = _operand(item)
         if v is None:
-            raise TypeError("sum_values() takes Values or real numbers")
+            raise TypeError(_not_an_item("sum_values", item))
         children.append(v)
     acc = children[0].data
     for v in children[1:]:
@@ -601,7 +609,7 @@ def _classify_items(values: Iterable[Union[Value, float]], who: str) -> list[Val
     for item in values:
         v = _operand(item)
         if v is None:
-            raise TypeError(f"{who}() takes Values or real numbers, not {type(item).__name__!r}")
+            raise TypeError(_not_an_item(who, item))
         items.append(v)
     if not items:
         raise ValueError(f"{who}() of an empty list")

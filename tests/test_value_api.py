@@ -602,3 +602,15 @@ def test_backward_assigned_to_a_leaf_before_any_other_node(pure):
     env = dict(os.environ, MICROGRAD_FAST_PURE_PYTHON=pure)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert (out.returncode, out.stdout) == (0, "1.5 2.0 set()\n"), out.stderr
+
+
+def test_a_foreign_value_in_dot_is_named_with_its_module(engine):
+    # e.g. upstream micrograd's Value fed to our Neuron: the message says whose it is
+    import types
+    foreign = types.SimpleNamespace(data=1.0)
+    with pytest.raises(TypeError, match=r"dot\(\) takes Values or real numbers, not 'types.SimpleNamespace'"):
+        engine.dot([foreign], [engine.Value(2.0)], 0.0)
+    with pytest.raises(TypeError, match=r"sum_values\(\) takes Values or real numbers, not 'str'"):
+        engine.sum_values([engine.Value(2.0), "x"])
+    with pytest.raises(TypeError, match="not 'types.SimpleNamespace'"):
+        engine.nn.Neuron(1)([foreign])

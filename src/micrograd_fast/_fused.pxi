@@ -12,7 +12,9 @@ cdef object _as_item(object o, str who):
     if isinstance(o, Value):
         return o
     if not _as_double(o, &x):
-        raise TypeError(f"{who}() takes Values or real numbers, not {type(o).__name__!r}")
+        t = type(o)  # (another library's Value is named with its module)
+        name = t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
+        raise TypeError(f"{who}() takes Values or real numbers, not {name!r}")
     return x
 
 
