@@ -136,7 +136,8 @@ RUN_USAGE = """usage: python -m micrograd_fast run SCRIPT [args...]
 
 Run SCRIPT as `python SCRIPT args...` would, with `import micrograd` (micrograd.engine,
 micrograd.nn, any import form) served by micrograd_fast. sys.argv, __name__ == "__main__",
-sys.path[0], exit codes and tracebacks are those of a direct run.
+sys.path[0], exit codes and tracebacks are those of a direct run; multiprocessing workers
+the script starts are served by micrograd_fast too.
 """
 
 
@@ -164,6 +165,67 @@ def _script_traceback(tb: Optional[types.TracebackType]) -> Optional[types.Trace
     while tb is not None and tb.tb_frame.f_code.co_filename == here:
         tb = tb.tb_next
     return tb
+
+
+# ---- child interpreters of a `run` script ----
+#
+# multiprocessing's spawn and forkserver start methods (the default on macOS and Windows, and
+# forkserver on Linux from Python 3.14) start fresh interpreters that import the script again as
+# __mp_main__: they would get upstream micrograd. While `run` is active, the `-c` program of
+# every interpreter multiprocessing starts is prefixed with a prelude that installs ours first.
+
+def _child_prelude() -> str:
+    """Python code a child interpreter runs first: install_as_micrograd(), with micrograd_fast
+    found where this process found it (multiprocessing sets the child's sys.path only later)."""
+    home = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return (
+        "import sys as _mgf_sys\n"
+        f"_mgf_sys.path.insert(0, {home!r})\n"
+        "try:\n"
+        "    import micrograd_fast.dropin as _mgf_dropin\n"
+        "    _mgf_dropin.install_as_micrograd()\n"
+        "    del _mgf_dropin\n"
+        "except ImportError:\n"
+        "    pass\n"
+        "finally:\n"
+        f"    _mgf_sys.path.remove({home!r})\n"
+        "    del _mgf_sys\n"
+    )
+
+
+def _with_prelude(args: list[str]) -> list[str]:
+    """A child's command line with the prelude before its `-c` program (others unchanged)."""
+    args = list(args)
+    if "-c" in args:
+        k = args.index("-c") + 1
+        if k < len(args):
+            args[k] = _child_prelude() + args[k]
+    return args
+
+
+class _ChildrenServed:
+    """While active, interpreters started by multiprocessing (spawned workers, the forkserver,
+    its resource tracker) install micrograd_fast as micrograd before anything else."""
+
+    def __enter__(self) -> None:
+        from multiprocessing import spawn, util
+
+        self.spawn, self.util = spawn, util
+        self.get_command_line, self.spawnv_passfds = spawn.get_command_line, util.spawnv_passfds
+        get_command_line, spawnv_passfds = self.get_command_line, self.spawnv_passfds
+
+        def command_line(**kwds: object) -> list[str]:
+            return _with_prelude(get_command_line(**kwds))
+
+        def spawnv(path: str, args: Sequence[str], passfds: Sequence[int]) -> int:
+            return spawnv_passfds(path, _with_prelude(list(args)), passfds)
+
+        spawn.get_command_line = command_line
+        util.spawnv_passfds = spawnv
+
+    def __exit__(self, *exc: object) -> None:
+        self.spawn.get_command_line = self.get_command_line
+        self.util.spawnv_passfds = self.spawnv_passfds
 
 
 def run_main(argv: Sequence[str]) -> int:
@@ -209,7 +271,8 @@ def run_main(argv: Sequence[str]) -> int:
     was_installed = _state is not None
     install_as_micrograd()
     try:
-        exec(code, main.__dict__)
+        with _ChildrenServed():
+            exec(code, main.__dict__)
     except SystemExit as exc:
         return _exit_code(exc)
     except BaseException as exc:  # noqa: B036 -- KeyboardInterrupt is reported the same way

@@ -194,6 +194,37 @@ def test_run_missing_script(tmp_path):
     assert "No such file or directory" in result.stderr and "Traceback" not in result.stderr
 
 
+MP_SCRIPT = textwrap.dedent('''
+    import multiprocessing as mp
+    import sys
+    from micrograd.engine import Value
+
+    def work(x):
+        v = Value(x) * 2 + 1
+        v.backward()
+        return type(v).__module__, v.data
+
+    if __name__ == "__main__":
+        for method in sys.argv[1:]:
+            with mp.get_context(method).Pool(2) as pool:
+                print(method, *pool.map(work, [1.0, 2.5]))
+        print("main", Value.__module__)
+''')
+
+
+def test_run_serves_multiprocessing_workers(engine, tmp_path):
+    """Workers started by spawn and forkserver import the script afresh (as __mp_main__): under
+    `run` they get micrograd_fast too, not upstream micrograd (or an ImportError)."""
+    import multiprocessing
+    methods = [m for m in ("spawn", "forkserver") if m in multiprocessing.get_all_start_methods()]
+    (tmp_path / "mp_script.py").write_text(MP_SCRIPT)
+    result = _fast(["mp_script.py", *methods], tmp_path, pure=engine.name == "py")
+    assert result.returncode == 0, result.stderr
+    module = engine.Value.__module__
+    want = [f"{m} ('{module}', 3.0) ('{module}', 6.0)" for m in methods] + [f"main {module}"]
+    assert result.stdout.splitlines() == want
+
+
 # ---- the runner in-process ----
 
 def _script(tmp_path, text, name="script.py"):
