@@ -51,11 +51,12 @@ def _number(x: Any) -> Optional[float]:
         return None
 
 
-def _operand(other: Any) -> Optional[Value]:
-    """other as a Value, or None when it is not a number."""
+def _operand(other: Any, number: Callable[[Any], Optional[float]] = _number) -> Optional[Value]:
+    """other as a Value, or None when it is not a number (by number(): _real_number for an
+    operator's operand)."""
     if isinstance(other, Value):
         return other
-    x = _number(other)
+    x = number(other)
     return None if x is None else Value(x)
 
 
@@ -72,14 +73,6 @@ def _real_number(x: Any) -> Optional[float]:
     float, Fraction, numpy's numbers -- else None, and the operator returns NotImplemented: what
     float's own operators refuse (a Decimal, an object with only a __float__) is a TypeError."""
     return _number(x) if isinstance(x, numbers.Real) else None
-
-
-def _real_operand(other: Any) -> Optional[Value]:
-    """other as a Value for an operator (see _real_number), or None."""
-    if isinstance(other, Value):
-        return other
-    x = _real_number(other)
-    return None if x is None else Value(x)
 
 
 def _pow(x: float, k: float) -> float:
@@ -217,13 +210,13 @@ class Value:
 
     # ---- the operators micrograd has ----
     def __add__(self, other: Union[Value, float]) -> Value:
-        o = _real_operand(other)
+        o = _operand(other, _real_number)
         if o is None:
             return NotImplemented
         return self._node(self.data + o.data, (self, o), '+', _add_backward)
 
     def __mul__(self, other: Union[Value, float]) -> Value:
-        o = _real_operand(other)
+        o = _operand(other, _real_number)
         if o is None:
             return NotImplemented
         return self._node(self.data * o.data, (self, o), '*', _mul_backward)
@@ -238,7 +231,7 @@ class Value:
                           _pow_backward, k)
 
     def __rpow__(self, other: float) -> Value:  # other ** self
-        base = _real_operand(other)
+        base = _operand(other, _real_number)
         if base is None:
             return NotImplemented
         return base ** self
