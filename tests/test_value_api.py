@@ -614,3 +614,14 @@ def test_a_foreign_value_in_dot_is_named_with_its_module(engine):
         engine.sum_values([engine.Value(2.0), "x"])
     with pytest.raises(TypeError, match="not 'types.SimpleNamespace'"):
         engine.nn.Neuron(1)([foreign])
+
+
+def test_op_and_label_are_kept_as_given(engine):
+    # micrograd stores _op and label as given (a str in practice, but anything goes)
+    v = engine.Value(1.0, (), 5, label=("x", 1))
+    assert (v._op, v.label) == (5, ("x", 1))
+    w = engine.Value(2.0, (v,), None)
+    w._backward = lambda: None  # (turning it into a Python-backward node keeps its name)
+    assert w._op is None and w._prev == {v}
+    v._op = b"op"
+    assert v._op == b"op"

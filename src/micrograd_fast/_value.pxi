@@ -76,7 +76,7 @@ cdef Py_ssize_t _fused(unsigned int op, double data, list children) except -1:
     return i
 
 
-cdef str _opname(Py_ssize_t i):
+cdef object _opname(Py_ssize_t i):  # (a str, or whatever _op a user gave)
     cdef unsigned int op = nodes[i].op
     if nodes[i].flags & FLAG_OPNAME:
         return _opnames[nodes[i].seq]
@@ -98,7 +98,7 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
     global _graph_edits, _edges_unordered
     cdef unsigned int op = nodes[i].op
     cdef tuple held
-    cdef str name
+    cdef object name
     cdef Py_ssize_t n, e
     if op == OP_PY:
         return 0
