@@ -26,7 +26,7 @@ import os
 import sys
 import types
 from collections.abc import Sequence
-from typing import Optional
+from typing import Any, Optional
 
 __all__ = ["install_as_micrograd", "uninstall_as_micrograd", "run_main"]
 
@@ -193,7 +193,7 @@ def _child_prelude() -> str:
     )
 
 
-def _with_prelude(args: list[str]) -> list[str]:
+def _with_prelude(args: list[Any]) -> list[Any]:
     """A child's command line with the prelude before its `-c` program (others unchanged)."""
     args = list(args)
     if "-c" in args:
@@ -217,7 +217,7 @@ class _ChildrenServed:
         def command_line(**kwds: object) -> list[str]:
             return _with_prelude(get_command_line(**kwds))
 
-        def spawnv(path: str, args: Sequence[str], passfds: Sequence[int]) -> int:
+        def spawnv(path: Any, args: Sequence[Any], passfds: Sequence[int]) -> int:
             return spawnv_passfds(path, _with_prelude(list(args)), passfds)
 
         spawn.get_command_line = command_line

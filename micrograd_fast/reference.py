@@ -86,11 +86,6 @@ def _pow(x: float, k: float) -> float:
     return r
 
 
-def _exponent_text(k: float) -> str:
-    # micrograd names the node f'**{other}': '**2' for an int, '**0.5' for a float
-    return str(int(k)) if isinstance(k, numbers.Integral) else repr(float(k))
-
-
 def _tanh(x: float) -> float:
     """The lecture's tanh, (e**2x - 1) / (e**2x + 1), to the last bit -- without its overflow:
     where e**2x overflows the result is 1.0 (as math.tanh's)."""
@@ -227,8 +222,7 @@ class Value:
         k = _real_number(other)
         if k is None:
             return NotImplemented
-        return self._node(_pow(self.data, k), (self,), f'**{_exponent_text(other)}',
-                          _pow_backward, k)
+        return self._node(_pow(self.data, k), (self,), f'**{other}', _pow_backward, k)
 
     def __rpow__(self, other: float) -> Value:  # other ** self
         base = _operand(other, _real_number)

@@ -625,3 +625,12 @@ def test_op_and_label_are_kept_as_given(engine):
     assert w._op is None and w._prev == {v}
     v._op = b"op"
     assert v._op == b"op"
+
+
+def test_power_node_is_named_as_micrograd_names_it(engine):
+    # micrograd: f'**{other}' -- whatever the exponent's own text is
+    np = pytest.importorskip("numpy")
+    x = engine.Value(1.0)
+    for k in (2, 2.0, 0.5, -1, True, 2**53, 2**53 + 1, -(2**53) - 1, 10**20, 1e20,
+              np.float64(2.0), np.int64(3), np.float32(0.1), fractions.Fraction(1, 2)):
+        assert (x ** k)._op == f"**{k}", k

@@ -350,6 +350,11 @@ cdef class Value:
             return _own(out, _op_node(OP_POW, _power(nodes[a].data, nodes[i].data), a, i))
         if not _as_operand(other, &k):
             return NotImplemented
+        # micrograd names the node f'**{other}': made here from k for a float or an int that k
+        # holds exactly, else (a bool, a huge int, numpy's numbers, a Fraction) kept as text,
+        # made before any index is read (formatting may run Python code)
+        exact_int = PyLong_CheckExact(other) and -9007199254740992.0 < k < 9007199254740992.0
+        name = None if exact_int or PyFloat_CheckExact(other) else f"**{other}"
         out = _fresh()
         _reserve_slots(1)
         a = _index(self)
@@ -357,8 +362,11 @@ cdef class Value:
         if nodes[i].op != OP_POWK:  # a leaf under no_grad
             return _own(out, i)
         nodes[i].u.k = k
-        if PyLong_Check(other) or (not PyFloat_Check(other) and PyIndex_Check(other)):
+        if exact_int:
             nodes[i].flags = FLAG_INT_K
+        elif name is not None:
+            _opnames[nodes[i].seq] = name
+            nodes[i].flags = FLAG_OPNAME
         return _own(out, i)
 
     def __rpow__(self, other, mod):  # other ** self
