@@ -71,8 +71,19 @@ def _not_an_item(who: str, item: Any) -> str:
 def _real_number(x: Any) -> Optional[float]:
     """float(x) for an operator's operand that is a real number -- numbers.Real: int, bool,
     float, Fraction, numpy's numbers -- else None, and the operator returns NotImplemented: what
-    float's own operators refuse (a Decimal, an object with only a __float__) is a TypeError."""
-    return _number(x) if isinstance(x, numbers.Real) else None
+    float's own operators refuse (a Decimal, an object with only a __float__) is a TypeError.
+    Another autograd library's value is a TypeError here."""
+    if isinstance(x, numbers.Real):
+        return _number(x)
+    if hasattr(x, "backward") and hasattr(x, "grad") and hasattr(x, "data"):
+        # another autograd library's value (upstream micrograd's Value, a torch tensor): left to
+        # its own reflected operator it would wrap our Value as its data, and backward() would
+        # never reach our nodes -- a model that silently does not train
+        t = type(x)
+        raise TypeError(f"a micrograd_fast Value cannot be combined with a {t.__module__}."
+                        f"{t.__qualname__}: gradients cannot flow between two autograd "
+                        f"libraries (make both with the same Value class)")
+    return None
 
 
 def _pow(x: float, k: float) -> float:

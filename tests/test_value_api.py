@@ -634,3 +634,37 @@ def test_power_node_is_named_as_micrograd_names_it(engine):
     for k in (2, 2.0, 0.5, -1, True, 2**53, 2**53 + 1, -(2**53) - 1, 10**20, 1e20,
               np.float64(2.0), np.int64(3), np.float32(0.1), fractions.Fraction(1, 2)):
         assert (x ** k)._op == f"**{k}", k
+
+
+class _ForeignValue:
+    """Another autograd library's scalar, as upstream micrograd's Value behaves: it wraps any
+    other operand as its data (so our Value would end up inside it, out of our graph)."""
+
+    def __init__(self, data):
+        self.data, self.grad = data, 0.0
+
+    def backward(self):
+        pass
+
+    def __radd__(self, other):
+        return _ForeignValue(other)
+
+    __rmul__ = __rsub__ = __rtruediv__ = __rpow__ = __radd__
+
+
+def test_another_librarys_value_is_refused_not_wrapped(engine):
+    v = engine.Value(2.0)
+    foreign = _ForeignValue(3.0)
+    for op in (lambda: v + foreign, lambda: v * foreign, lambda: v - foreign,
+               lambda: v / foreign, lambda: v ** foreign):
+        with pytest.raises(TypeError, match="cannot be combined with a .*_ForeignValue"):
+            op()
+    # a plain object that only lacks the operators is still Python's own TypeError
+    with pytest.raises(TypeError, match="unsupported operand"):
+        v + object()
+
+
+def test_upstream_micrograd_value_is_refused(engine):
+    upstream = pytest.importorskip("micrograd.engine")
+    with pytest.raises(TypeError, match="micrograd.engine.Value"):
+        engine.Value(2.0) * upstream.Value(3.0)

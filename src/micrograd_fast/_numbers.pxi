@@ -74,6 +74,19 @@ cdef inline int _as_operand(object o, double* out) except -1:
     if (PyFloat_CheckExact(o) or PyLong_CheckExact(o)
             or <void*>Py_TYPE(<PyObject*>o) == mgf_np_float64 or isinstance(o, _Real)):
         return _as_double(o, out)
+    _refuse_foreign_value(o)
+    return 0
+
+
+cdef int _refuse_foreign_value(object o) except -1:
+    """TypeError for another autograd library's value (upstream micrograd's Value, a torch
+    tensor): left to its own reflected operator, it would wrap our Value as its data, and
+    backward() would never reach our nodes -- a model that silently does not train."""
+    if hasattr(o, "backward") and hasattr(o, "grad") and hasattr(o, "data"):
+        t = type(o)
+        raise TypeError(f"a micrograd_fast Value cannot be combined with a {t.__module__}."
+                        f"{t.__qualname__}: gradients cannot flow between two autograd "
+                        f"libraries (make both with the same Value class)")
     return 0
 
 
