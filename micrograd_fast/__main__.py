@@ -14,14 +14,24 @@ commands:
   bench                time the engines side by side and print the table
   run SCRIPT [args]    run an unmodified micrograd script with micrograd served by micrograd_fast
 
-`python -m micrograd_fast COMMAND --help` describes each command.
+`python -m micrograd_fast COMMAND --help` describes each command; --version prints the version.
 """
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if not argv or argv[0] in ("-h", "--help"):
+    if not argv:  # a usage error, as for any command line without its command
+        print(USAGE, end="", file=sys.stderr)
+        return 2
+    if argv[0] in ("-h", "--help"):
         print(USAGE, end="")
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+        from .engine import BACKEND
+
+        print(f"micrograd_fast {__version__} ({BACKEND} engine, Python "
+              f"{sys.version.split()[0]})")
         return 0
     command, rest = argv[0], argv[1:]
     run: Callable[[list[str]], int]

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import random
 import sys
 import time
@@ -253,6 +254,14 @@ def plot(path: str, model: Any, X: Points, y: Sequence[int], Value: Any,
     plt.close(fig)
 
 
+def check_plot_path(parser: argparse.ArgumentParser, path: Optional[str]) -> None:
+    """--plot's folder must exist: found before training starts, not after it."""
+    if path:
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            parser.error(f"--plot {path}: there is no folder {folder}")
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m micrograd_fast demo",
@@ -277,6 +286,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if args.steps < 1:
         parser.error("--steps must be at least 1")
+    if args.samples < 2:
+        parser.error("--samples must be at least 2 (one point of each moon)")
+    check_plot_path(parser, args.plot)
     if args.engine == "micrograd" and (args.replay or args.optim != "sgd"):
         parser.error("--replay and --optim adam need this package's engines (fast, reference)")
 

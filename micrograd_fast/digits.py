@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, Optional
 
+from .demo import check_plot_path
+
 # The demo runs on any engine -- ours, the reference or upstream micrograd (untyped) -- so
 # models, Values and losses are typed Any here.
 Rows = list[list[float]]
@@ -318,8 +320,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--lr", type=float,
                         help="learning rate (default 0.15 for sgd, decaying to a tenth; "
                         "3e-3 for adam)")
-    parser.add_argument("--optim", choices=OPTIMIZERS, default="adam",
-                        help="optimizer (default adam; sgd is the lecture's update)")
+    parser.add_argument("--optim", choices=OPTIMIZERS,
+                        help="optimizer (default adam; sgd, the lecture's update, with --engine "
+                        "micrograd, whose Values micrograd_fast.optim does not take)")
     parser.add_argument("--seed", type=int, default=1337, help="seed for the split, the weights "
                         "and the batches (default 1337)")
     parser.add_argument("--engine", choices=ENGINES, default="fast",
@@ -343,6 +346,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         ("--batches", max_batches), ("--test-digits", test_digits)):
         if value is not None and value < 1:
             parser.error(f"{name} must be at least 1")
+    if args.optim is None:
+        args.optim = "sgd" if args.engine == "micrograd" else "adam"
+    if args.lr is not None and not args.lr > 0:
+        parser.error("--lr must be positive")
+    check_plot_path(parser, args.plot)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optim]
 
     try:
@@ -376,9 +384,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     per_epoch = sum(history.epoch_time) / len(history.epoch_time)
     print(f"test accuracy {accuracy:.1%} ({sum(p == t for p, t in zip(predictions, data.y_test))}"
           f" of {len(data.y_test)}), final training loss {history.epoch_loss[-1]:.4f}")
-    print(f"time {elapsed:.2f} s in all; training {per_epoch:.3f} s per epoch "
-          f"({per_epoch / history.batches_per_epoch * 1e3:.1f} ms per batch of {args.batch})")
-    if history.batches_per_epoch < n_batches:
+    short = history.batches_per_epoch < n_batches
+    print(f"time {elapsed:.2f} s in all; training {per_epoch:.3f} s per "
+          f"{f'shortened epoch ({history.batches_per_epoch} batches)' if short else 'epoch'}, "
+          f"{per_epoch / history.batches_per_epoch * 1e3:.1f} ms per batch of {args.batch}")
+    if short:
         full = per_epoch / history.batches_per_epoch * n_batches
         print(f"(a short run: {history.batches_per_epoch} of {n_batches} batches per epoch; a full "
               f"epoch would take about {full:.1f} s on this engine, 30 epochs {30 * full / 60:.1f} "

@@ -86,7 +86,8 @@ def test_command_line_and_plot(tmp_path, capsys):
     assert cli(["digits", "--epochs", "1", "--batches", "4", "--hidden", "8", "--test-digits",
                 "30", "--no-progress", "--plot", str(path)]) == 0
     out = capsys.readouterr().out
-    assert "MLP(64, [8, 10])" in out and "test accuracy" in out and "per epoch" in out
+    assert "MLP(64, [8, 10])" in out and "test accuracy" in out
+    assert "s per shortened epoch (4 batches)" in out
     assert "a full epoch would take about" in out  # 4 of 90 batches
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
     assert "digits" in USAGE
@@ -113,3 +114,30 @@ def test_default_run_reaches_95_percent():
         history = digits.train(engine, model, data, 30, 16, optimizer, 1337, progress=False,
                                decay=decay)
         assert history.test_acc[-1] >= 0.95, name
+
+
+def test_more_bad_options_fail_before_training(capsys, tmp_path):
+    for args, message in [(["digits", "--lr", "-1"], "--lr must be positive"),
+                          (["digits", "--plot", str(tmp_path / "no" / "x.png")], "there is no folder"),
+                          (["demo", "--samples", "0"], "--samples must be at least 2"),
+                          (["demo", "--plot", str(tmp_path / "no" / "x.png")], "there is no folder")]:
+        with pytest.raises(SystemExit) as exc:
+            cli(args)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+
+
+def test_digits_on_upstream_micrograd_defaults_to_sgd(capsys):
+    pytest.importorskip("micrograd.engine")
+    assert cli(["digits", "--engine", "micrograd", "--batches", "1", "--hidden", "4",
+                "--test-digits", "5", "--no-progress"]) == 0
+    assert "; sgd lr " in capsys.readouterr().out
+
+
+def test_cli_without_a_command_and_version(capsys):
+    import micrograd_fast
+    assert cli([]) == 2
+    assert "usage:" in capsys.readouterr().err
+    assert cli(["--version"]) == 0
+    assert capsys.readouterr().out.startswith(f"micrograd_fast {micrograd_fast.__version__} (")
