@@ -1488,7 +1488,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "upstream micrograd (gc on and off) and torch scalars (when installed), and print one "
         "table. The full pytest-benchmark suite lives in bench/ of the source tree.",
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes: under a minute with every engine (the default sizes: a few minutes)")
+    parser.add_argument("--quick", action="store_true",
+                        help="small sizes: under a minute with every engine (the default "
+                        "sizes: a few minutes)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--engines", nargs="+", metavar="ENGINE",
                         help=f"engines to run (default: all present of {', '.join(ENGINES)}); "

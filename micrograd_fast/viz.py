@@ -30,6 +30,9 @@ _RECORD_SPECIAL = re.compile(r'([\\{}|<>"])')  # characters with a meaning in a 
 def trace(root: Any) -> tuple[list[Any], list[tuple[Any, Any]]]:
     """(nodes, edges) of the graph that ends in root: every Value reachable through _prev, in
     the order first met, and each (child, parent) pair once -- the lecture's trace(), iterative."""
+    if not (hasattr(root, "_prev") and hasattr(root, "data")):
+        raise TypeError(f"trace() and draw_dot() take a Value (the end of the graph to draw), "
+                        f"not {type(root).__name__!r}")
     nodes: list[Any] = []
     edges: list[tuple[Any, Any]] = []
     seen = {root}
@@ -79,9 +82,9 @@ def draw_dot(root: Any, format: str = "svg", rankdir: str = "LR") -> graphviz.Di
         dot.node(name=uid, label=label, shape="record")
         if n._op:
             # the op as its own small node, between the children and the Value it made
-            dot.node(name=uid + n._op, label=graphviz.nohtml(n._op))
-            dot.edge(uid + n._op, uid)
+            dot.node(name=uid + str(n._op), label=graphviz.nohtml(str(n._op)))
+            dot.edge(uid + str(n._op), uid)
     for child, parent in edges:
         # a Value built by hand with children but no op name: children point at it directly
-        dot.edge(str(id(child)), str(id(parent)) + parent._op)
+        dot.edge(str(id(child)), str(id(parent)) + (str(parent._op) if parent._op else ""))
     return dot

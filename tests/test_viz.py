@@ -270,3 +270,14 @@ def test_render_svg(engine):
     assert svg.count('class="node"') == 7 + 3 and svg.count('class="edge"') == 9
     for text in ("data 2.0000", "grad 6.0000", "data 10.0000", "&#45;8.0000", ">L<", ">*<", ">+<"):
         assert text in svg
+
+
+def test_draw_dot_takes_a_value_and_any_op_name(engine):
+    pytest.importorskip("graphviz")
+    from micrograd_fast.viz import draw_dot
+    v = engine.Value(2.0, label="v")
+    with pytest.raises(TypeError, match="take a Value"):
+        draw_dot([v])
+    w = engine.Value(3.0, (v,), 5)  # micrograd keeps any _op as given
+    source = draw_dot(w).source
+    assert 'label=5' in source or 'label="5"' in source
