@@ -85,7 +85,8 @@ class Layer(Module):
         return [p for n in self.neurons for p in n.parameters()]
 
     def zero_grad(self) -> None:
-        if type(self).parameters is Layer.parameters and Neuron.parameters is _neuron_parameters:
+        if (type(self).parameters is Layer.parameters and Neuron.parameters is _neuron_parameters
+                and "parameters" not in self.__dict__):
             _engine.zero_grad_neurons(self.neurons, Neuron)  # no parameter list is built
         else:  # an overridden parameters() says what to zero
             super().zero_grad()
@@ -117,14 +118,15 @@ class MLP(Module):
         params: list[Value] = []
         plain = Layer.parameters is _layer_parameters and Neuron.parameters is _neuron_parameters
         for layer in self.layers:  # no Python step per parameter
-            if plain and type(layer) is Layer:  # the engine appends a plain Layer's itself
+            # the engine appends a plain Layer's itself (one without a parameters() of its own)
+            if plain and type(layer) is Layer and "parameters" not in layer.__dict__:
                 _engine.neuron_parameters(layer.neurons, Neuron, params)
             else:
                 params.extend(layer.parameters())
         return params
 
     def zero_grad(self) -> None:
-        if type(self).parameters is MLP.parameters:
+        if type(self).parameters is MLP.parameters and "parameters" not in self.__dict__:
             for layer in self.layers:
                 layer.zero_grad()
         else:  # an overridden parameters() says what to zero

@@ -17,7 +17,9 @@ which do the same operations in the same order: both engines agree bit for bit.
 from __future__ import annotations
 
 import math
+import numbers
 import sys
+import warnings
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -43,10 +45,28 @@ def _kernel(params: list[Any]) -> Any:
 
 
 def _nonnegative(name: str, x: float) -> float:
+    if not isinstance(x, numbers.Real):  # as torch: a string is a TypeError, not converted
+        raise TypeError(f"{name} must be a real number, not {type(x).__name__!r}")
     x = float(x)
     if not x >= 0.0:  # nan too
         raise ValueError(f"Invalid {name}: {x}")
     return x
+
+
+class _Params(list):  # type: ignore[type-arg]
+    """param_groups[0]['params']: a list, as torch's, that refuses to change -- the state arrays
+    are indexed like the parameters given at construction, so an added or removed one would
+    otherwise be silently ignored."""
+
+    def _fixed(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("an optimizer's parameters are fixed when it is made: make a new "
+                        "optimizer for other parameters")
+
+    append = extend = insert = pop = remove = clear = sort = reverse = _fixed
+    __setitem__ = __delitem__ = __iadd__ = __imul__ = _fixed
+
+    def __reduce__(self) -> tuple[Any, ...]:  # (copy and pickle would append item by item)
+        return (_Params, (list(self),))
 
 
 class Optimizer:
@@ -57,14 +77,45 @@ class Optimizer:
     _state_names: tuple[str, ...] = ()  # per-parameter state lists, in state_dict() order
 
     def __init__(self, params: Iterable[Value], defaults: dict[str, Any]) -> None:
-        self._params: list[Any] = list(params)
+        # a tuple: the parameters are fixed at construction (the state arrays are indexed like
+        # them), so param_groups[0]['params'] cannot be changed in place and silently ignored
+        self._params: tuple[Any, ...] = tuple(params)
         if not self._params:
             raise ValueError("optimizer got an empty parameter list")
-        self._c = _kernel(self._params)
+        self._c = _kernel(list(self._params))
+        for p in self._params:
+            if p._prev:  # as torch: a non-leaf's data is recomputed from its children
+                raise ValueError("can't optimize a non-leaf Value (one made by an operation): "
+                                 "pass the leaves, e.g. model.parameters()")
+        if len({id(p) for p in self._params}) != len(self._params):
+            warnings.warn("optimizer got the same Value more than once: it is updated once per "
+                          "occurrence, with its own state each time (torch keeps one state per "
+                          "parameter); pass each parameter once", UserWarning, stacklevel=3)
         n = len(self._params)
         self._state: list[list[float]] = [[0.0] * n for _ in self._state_names]  # reference only
         self._step_count = 0
-        self.param_groups: list[dict[str, Any]] = [dict(self._check(defaults), params=self._params)]
+        self.param_groups: list[dict[str, Any]] = [
+            dict(self._check(defaults), params=_Params(self._params))]
+
+    def _own_params(self) -> None:
+        """RuntimeError when param_groups[0]['params'] was replaced (a new list is not taken up:
+        the state is indexed like the parameters given at construction)."""
+        if type(self.param_groups[0]["params"]) is not _Params:
+            raise RuntimeError("param_groups[0]['params'] was replaced: an optimizer's parameters "
+                               "are fixed when it is made; make a new optimizer for new ones")
+
+    # copy.deepcopy and pickle: the parameters, hyper-parameters, step count and state, with
+    # the compiled state arrays made again on the other side
+    def __getstate__(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "_c"}
+        d["_state"] = [self._get_state(k) for k in range(len(self._state_names))]
+        return d
+
+    def __setstate__(self, d: dict[str, Any]) -> None:
+        self.__dict__.update(d)
+        self._c = _kernel(list(self._params))
+        for k, values in enumerate(d["_state"]):
+            self._set_state(k, values)
 
     def _check(self, hyper: dict[str, Any]) -> dict[str, Any]:
         """The hyper-parameters, checked and normalised (ValueError for a bad one)."""
@@ -84,6 +135,7 @@ class Optimizer:
 
     def zero_grad(self) -> None:
         """Set every parameter's grad to 0.0."""
+        self._own_params()
         if self._c is not None:
             self._c.zero_grad()
         else:
@@ -141,10 +193,13 @@ class Optimizer:
                                  f"{n} parameters")
         checked = self._check(group)
         present = all(values is not None for values in lists)
-        for k, values in enumerate(lists):
-            self._set_state(k, values if present else [0.0] * n)
+        # every number converted before anything is set: a bad one leaves this optimizer as it was
+        floats = [[float(x) for x in values] if present else [0.0] * n for values in lists]
+        step = int(state["step"])
+        for k, values in enumerate(floats):
+            self._set_state(k, values)
         self._loaded(present)
-        self._step_count = int(state["step"])
+        self._step_count = step
         self.param_groups[0].update(checked)
 
     def _loaded(self, present: bool) -> None:
@@ -187,6 +242,7 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         """One update of every parameter from its grad."""
+        self._own_params()
         group = self.param_groups[0]
         lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
         nesterov, keep = group["nesterov"], 1 - group["dampening"]
@@ -233,6 +289,7 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         """One update of every parameter from its grad."""
+        self._own_params()
         group = self.param_groups[0]
         lr, (beta1, beta2), eps, weight_decay = (
             group["lr"], group["betas"], group["eps"], group["weight_decay"])

@@ -365,3 +365,27 @@ def test_training_with_other_activations_matches_reference(engine, ref, act):
     got = losses(engine)
     assert got == losses(ref)
     assert got[-1] < got[0]
+
+
+def test_parameters_overridden_on_an_instance_are_honoured(engine):
+    # a Neuron or a Layer whose instance carries its own parameters(): parameters() and
+    # zero_grad() of the modules around it ask it, as micrograd's (and the reference's) do
+    random.seed(3)
+    model = engine.nn.MLP(2, [2, 1])
+    n0 = model.layers[0].neurons[0]
+    n0.parameters = lambda: n0.w  # its bias left out
+    assert len(model.parameters()) == 8 and n0.b not in model.parameters()
+    assert len(model.layers[0].parameters()) == 5
+    for p in model.parameters():
+        p.grad = 1.0
+    n0.b.grad = 5.0
+    model.zero_grad()
+    assert n0.b.grad == 5.0 and all(p.grad == 0.0 for p in model.parameters())
+
+    other = engine.nn.MLP(2, [2, 1])
+    layer = other.layers[0]
+    layer.parameters = lambda: layer.neurons[0].w
+    assert other.parameters() == layer.neurons[0].w + other.layers[1].parameters()
+    other.layers[0].neurons[1].b.grad = 7.0
+    other.zero_grad()
+    assert other.layers[0].neurons[1].b.grad == 7.0

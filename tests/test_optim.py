@@ -217,3 +217,75 @@ def test_parameters_moved_by_compaction(c_engine):
     assert c_engine.arena_stats()["compactions"] > before
     assert [p.data for p in keep] == [4.0] * 3
     assert [p.data for p in ps] == [0.0, 1.0, 2.0]
+
+
+def _quadratic_steps(engine, opt, params, steps):
+    """steps of minimising sum((p - k)^2): each step's data after the update."""
+    out = []
+    for _ in range(steps):
+        loss = engine.sum_values([(p - k) ** 2 for k, p in enumerate(params)])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        out.append([p.data for p in params])
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_copy_and_pickle_continue_the_same_run(engine, name):
+    import copy
+    import pickle
+    params = [engine.Value(x) for x in (0.5, -1.0, 2.0)]
+    opt = CONFIGS[name](params)
+    _quadratic_steps(engine, opt, params, 3)
+    deep = copy.deepcopy(opt)
+    pickled = pickle.loads(pickle.dumps(opt))
+    for clone in (deep, pickled):
+        theirs = list(clone.param_groups[0]["params"])
+        assert [p.data for p in theirs] == [p.data for p in params] and theirs[0] is not params[0]
+        assert clone.state_dict() == opt.state_dict()
+    # stepped alike from here, the copies and the original stay equal bit for bit
+    ours = _quadratic_steps(engine, opt, params, 4)
+    for clone in (deep, pickled):
+        assert _quadratic_steps(engine, clone, list(clone.param_groups[0]["params"]), 4) == ours
+
+
+def test_parameters_are_fixed_at_construction(engine):
+    a, b = engine.Value(1.0), engine.Value(2.0)
+    opt = optim.SGD([a], lr=0.1, momentum=0.9)
+    assert opt.param_groups[0]["params"] == [a]
+    with pytest.raises(TypeError, match="fixed when it is made"):
+        opt.param_groups[0]["params"].append(b)
+    with pytest.raises(TypeError):
+        opt.param_groups[0]["params"][0] = b
+    opt.param_groups[0]["params"] = [a, b]
+    with pytest.raises(RuntimeError, match="was replaced"):
+        opt.step()
+    with pytest.raises(RuntimeError, match="was replaced"):
+        opt.zero_grad()
+
+
+def test_non_leaf_and_duplicate_parameters(engine):
+    a = engine.Value(1.0)
+    with pytest.raises(ValueError, match="non-leaf"):
+        optim.SGD([a, a * 2], lr=0.1)
+    with pytest.warns(UserWarning, match="more than once"):
+        optim.Adam([a, a])
+    with pytest.raises(TypeError):
+        optim.SGD([a], lr="0.1")
+    opt = optim.SGD([a], lr=0.1)
+    with pytest.raises(TypeError):
+        opt.lr = "0.5"
+
+
+def test_a_bad_state_dict_changes_nothing(engine):
+    params = [engine.Value(x) for x in (0.5, -1.0)]
+    opt = optim.Adam(params, lr=0.1)
+    _quadratic_steps(engine, opt, params, 2)
+    before = opt.state_dict()
+    for bad in ({"exp_avg_sq": ["x", 1.0]}, {"step": "abc"}):
+        sd = opt.state_dict()
+        sd["state"].update(bad)
+        with pytest.raises(ValueError):
+            opt.load_state_dict(sd)
+        assert opt.state_dict() == before

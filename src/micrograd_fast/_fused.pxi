@@ -222,10 +222,20 @@ cdef object _neuron_general(object ws, object xseq, object bias, unsigned int ac
 
 cdef bint _plain_fields(object neuron, PyObject** w, PyObject** b) except -1:
     """A plain Neuron's w (a list) and b, borrowed from its instance dict; False when either is
-    missing or w is not a list (the caller then asks neuron.parameters())."""
+    missing, w is not a list, or the dict holds anything but w, b, nonlin and act -- a
+    `parameters` of the instance's own, say (the caller then asks neuron.parameters())."""
     cdef object d = PyObject_GenericGetDict(neuron, NULL)
-    w[0] = PyDict_GetItemWithError(d, _s_w)
-    b[0] = PyDict_GetItemWithError(d, _s_b)
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef Py_ssize_t pos = 0
+    w[0] = b[0] = NULL
+    while PyDict_Next(d, &pos, &key, &value):
+        if key == <PyObject*>_s_w:
+            w[0] = value
+        elif key == <PyObject*>_s_b:
+            b[0] = value
+        elif key != <PyObject*>_s_nonlin and key != <PyObject*>_s_act:
+            return False
     return w[0] != NULL and b[0] != NULL and type(<object>w[0]) is list
 
 
