@@ -12,6 +12,8 @@ such functions away from those points.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -78,16 +80,19 @@ def gradcheck(f: Callable[..., Any], inputs: Any, eps: float = 1e-6, atol: float
         leaves = [make(x) for x in xs]
         return leaves, f(*leaves)
 
-    # analytic: one forward + backward per output (grads accumulate, so never share a graph)
-    leaves, result = call(point)
-    many = isinstance(result, (list, tuple))
-    n_out = len(_outputs(result, many))
-    analytic: list[list[float]] = []  # analytic[j][i]: d output j / d input i
-    for j in range(n_out):
-        if j:
-            leaves, result = call(point)
-        _outputs(result, many)[j].backward()
-        analytic.append([float(leaf.grad) for leaf in leaves])
+    # analytic: one forward + backward per output (grads accumulate, so never share a graph),
+    # with graphs recorded even inside a no_grad() block (the engine's enable_grad, if it has one)
+    enable_grad = getattr(sys.modules.get(getattr(make, "__module__", ""), None), "enable_grad", None)
+    with enable_grad() if enable_grad is not None else contextlib.nullcontext():
+        leaves, result = call(point)
+        many = isinstance(result, (list, tuple))
+        n_out = len(_outputs(result, many))
+        analytic: list[list[float]] = []  # analytic[j][i]: d output j / d input i
+        for j in range(n_out):
+            if j:
+                leaves, result = call(point)
+            _outputs(result, many)[j].backward()
+            analytic.append([float(leaf.grad) for leaf in leaves])
 
     # numeric: central differences, both sides of each input in turn
     numeric = [[0.0] * len(point) for _ in range(n_out)]

@@ -13,7 +13,6 @@ The compiled engine (micrograd_fast._engine) must behave exactly like this modul
 """
 from __future__ import annotations
 
-import functools
 import itertools
 import math
 import numbers
@@ -787,7 +786,13 @@ class _GradMode:
 
     _mode = True
 
-    def __init__(self) -> None:
+    def __new__(cls, fn: Optional[Callable[..., Any]] = None) -> Any:
+        # `@no_grad` without parentheses (as torch allows): the class called on the function
+        if fn is not None:
+            return super().__new__(cls)(fn)
+        return super().__new__(cls)
+
+    def __init__(self, fn: Optional[Callable[..., Any]] = None) -> None:
         self._saved: list[bool] = []  # the modes to restore, one per active `with` of this object
 
     def __enter__(self) -> None:
@@ -797,13 +802,9 @@ class _GradMode:
         _set_grad_enabled(self._saved.pop())
 
     def __call__(self, fn: _F) -> _F:
-        cls = type(self)
+        from ._gradmode_decorator import decorate
 
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with cls():
-                return fn(*args, **kwargs)
-        return wrapper  # type: ignore[return-value]
+        return decorate(type(self), fn)
 
 
 class no_grad(_GradMode):

@@ -1,5 +1,6 @@
 """no_grad() / enable_grad() / is_grad_enabled(): operators under no_grad return plain leaves with
 the usual forward value; the mode is per thread, re-entrant and restored on exceptions."""
+import gc
 import random
 import threading
 
@@ -38,11 +39,16 @@ def test_no_grad_keeps_no_nodes(c_engine):
     random.seed(0)
     model = c_engine.nn.MLP(2, [16, 16, 1])
     inputs = [[c_engine.Value(random.uniform(-1, 1)) for _ in range(2)] for _ in range(100)]
-    live = c_engine.arena_stats()["live"]
-    with E.no_grad():
-        scores = [model(x) for x in inputs]
-        extra = [(s * 2 - 1).tanh() / 3 + E.sum_values([s, 1.0]) for s in scores]
-    assert c_engine.arena_stats()["live"] == live + len(scores) + len(extra)
+    gc.collect()  # (a collection inside the block could free other tests' nodes meanwhile)
+    gc.disable()
+    try:
+        live = c_engine.arena_stats()["live"]
+        with E.no_grad():
+            scores = [model(x) for x in inputs]
+            extra = [(s * 2 - 1).tanh() / 3 + E.sum_values([s, 1.0]) for s in scores]
+        assert c_engine.arena_stats()["live"] == live + len(scores) + len(extra)
+    finally:
+        gc.enable()
     expected = [model(x).data for x in inputs]
     assert [s.data for s in scores] == expected
 
@@ -107,6 +113,49 @@ def test_decorator(engine):
     with E.no_grad():
         assert record(a)._prev
         assert not E.is_grad_enabled()
+
+
+def test_decorator_without_parentheses_and_on_generators(engine):
+    E = engine.module
+
+    @E.no_grad
+    def evaluate(v):
+        return E.is_grad_enabled(), v * 3
+
+    mode, out = evaluate(engine.Value(2.0))
+    assert (mode, out.data, out._prev) == (False, 6.0, set())
+
+    @E.no_grad()
+    def batches(n):
+        # as torch: the generator's own code runs without grad, the caller's code between
+        # its yields with the caller's mode
+        for k in range(n):
+            got = yield (E.is_grad_enabled(), engine.Value(float(k)) * 2)
+            assert got in (None, "sent")
+        return "done"
+
+    seen = []
+    gen = batches(3)
+    mode, value = next(gen)
+    seen.append(mode)
+    assert E.is_grad_enabled() and value._prev == set()
+    mode, value = gen.send("sent")
+    seen.append(mode)
+    assert E.is_grad_enabled()
+    with pytest.raises(StopIteration) as stop:
+        next(gen), next(gen)
+    assert stop.value.value == "done" and seen == [False, False]
+    closed = batches(3)
+    next(closed)
+    closed.close()  # (GeneratorExit is passed on)
+    assert E.is_grad_enabled()
+
+
+def test_gradcheck_inside_no_grad(engine):
+    # gradcheck records its own graphs even when called inside no_grad()
+    with engine.module.no_grad():
+        assert micrograd_fast.gradcheck(lambda x: x * x + x.tanh(), [engine.Value(0.7)])
+        assert not engine.module.is_grad_enabled()
 
 
 def test_per_thread(engine):

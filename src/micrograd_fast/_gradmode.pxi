@@ -133,7 +133,13 @@ class _GradMode:
 
     _mode = True
 
-    def __init__(self):
+    def __new__(cls, fn=None):
+        # `@no_grad` without parentheses (as torch allows): the class called on the function
+        if fn is not None:
+            return object.__new__(cls)(fn)
+        return object.__new__(cls)
+
+    def __init__(self, fn=None):
         self._saved = []  # the modes to restore, one per active `with` of this object
 
     def __enter__(self):
@@ -144,14 +150,9 @@ class _GradMode:
         _set_grad_enabled_c(self._saved.pop())
 
     def __call__(self, fn):
-        import functools
-        cls = type(self)
+        from micrograd_fast._gradmode_decorator import decorate
 
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with cls():
-                return fn(*args, **kwargs)
-        return wrapper
+        return decorate(type(self), fn)
 
 
 class no_grad(_GradMode):
