@@ -490,3 +490,13 @@ def test_custom_op_chain_freed_in_one_collection(engine):
     finally:
         while gc.collect():  # if not, free it anyway for the tests that follow
             pass
+
+
+def test_tanh_backward_of_a_huge_data_overflows_as_the_lectures(engine):
+    # the lecture's backward computes t**2 with Python's **: a tanh whose data was set huge
+    # overflows there, and here, on both engines
+    v = engine.Value(0.5)
+    o = v.tanh()
+    o.data = 1e300
+    with pytest.raises(OverflowError):
+        o.backward()

@@ -102,11 +102,13 @@ cdef inline double py_tanh(double x) noexcept nogil:
     return (e - 1) / (e + 1)
 
 
-cdef inline double py_tanh_grad(double t) noexcept nogil:
-    """The lecture's d tanh, 1 - t**2, with Python's t**2 (libm's pow, not always t * t)."""
+cdef inline int py_tanh_grad(double t, double* out) noexcept nogil:
+    """The lecture's d tanh, 1 - t**2, with Python's t**2 (libm's pow, not always t * t); as
+    there, F_RANGE (an OverflowError) when t**2 overflows -- a tanh whose data was set huge."""
     cdef double t2
-    py_pow(t, 2.0, &t2)  # cannot fail for an exponent of 2
-    return 1 - t2
+    cdef int err = py_pow(t, 2.0, &t2)
+    out[0] = 1 - t2
+    return err
 
 
 cdef inline double py_sigmoid(double x) noexcept nogil:

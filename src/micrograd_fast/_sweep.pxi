@@ -143,7 +143,10 @@ cdef int _backprop_node(Py_ssize_t j) except -1:
             _raise_math(err)
         nodes[a].grad += (x * d) * g
     elif op == OP_TANH:
-        nodes[a].grad += py_tanh_grad(n.data) * g
+        err = py_tanh_grad(n.data, &d)
+        if err:
+            _raise_math(err)
+        nodes[a].grad += d * g
     elif op == OP_EXP:
         nodes[a].grad += n.data * g
     elif op == OP_LOG:
