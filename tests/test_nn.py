@@ -147,7 +147,8 @@ def test_layer_of_neuron_subclasses_uses_their_call(engine, ref):
     engine.nn.Layer(3, 4)
     ws = [[random.uniform(-1, 1) for _ in range(3)] for _ in range(2)]
     x = [0.5, -1.0, 2.0]
-    assert got[0][0] == math.tanh(sum((w * xi for w, xi in zip(ws[0], x)), 0.0))
+    e = math.exp(2 * sum((w * xi for w, xi in zip(ws[0], x)), 0.0))
+    assert got[0][0] == (e - 1) / (e + 1)  # the lecture's tanh
 
 
 INPUTS = [[1.0, -2.0, 0.5], [0.3, 0.1, -0.9], [2.0, 3.0, -1.0], [-0.25, 0.75, 1.5]]
@@ -389,3 +390,50 @@ def test_parameters_overridden_on_an_instance_are_honoured(engine):
     other.layers[0].neurons[1].b.grad = 7.0
     other.zero_grad()
     assert other.layers[0].neurons[1].b.grad == 7.0
+
+
+@pytest.mark.parametrize("case", ["plain", "float-weight", "subclass-neuron", "subclass-layer",
+                                  "missing-bias", "one-neuron-hidden", "float-inputs"])
+def test_mlp_paths_give_the_reference_nodes_and_numbers(engine, ref, case):
+    """MLP.__call__ runs plain hidden layers on node indices in the compiled engine; whatever
+    sits in the model, the outputs, gradients and graph (nodes, edges, ops) equal the
+    reference's (which calls every layer and neuron), or the same exception is raised."""
+    def run(nn, Value):
+        random.seed(21)
+        model = nn.MLP(3, [4, 5, 4, 2], act='tanh')
+        if case == "float-weight":
+            model.layers[1].neurons[2].w[1] = 0.25  # a number among the weights
+        if case == "subclass-neuron":
+            class Doubling(nn.Neuron):
+                def __call__(self, x):
+                    return super().__call__(x) * 2
+            model.layers[2].neurons[1] = Doubling(5)
+        if case == "subclass-layer":
+            class Halving(nn.Layer):
+                def __call__(self, x):
+                    return [v * 0.5 for v in super().__call__(x)]
+            halving = Halving(5, 4)
+            halving.neurons = model.layers[2].neurons
+            model.layers[2] = halving
+        if case == "missing-bias":
+            del model.layers[1].neurons[0].b
+        if case == "one-neuron-hidden":
+            model = nn.MLP(3, [4, 1, 3])
+        xs = [0.5, -1.0, 2.0]
+        if case != "float-inputs":
+            xs = [Value(x) for x in xs]
+        try:
+            out = model(xs)
+        except (AttributeError, TypeError) as exc:
+            return type(exc)
+        total = sum(out, Value(0.0))
+        total.backward()
+        from micrograd_fast.viz import trace
+        nodes, edges = trace(total)
+        return ([o.data for o in out], [getattr(p, "grad", p) for p in model.parameters()],
+                [x.grad for x in xs if not isinstance(x, float)], len(nodes), len(edges),
+                sorted(str(v._op) for v in nodes))
+
+    got = run(engine.nn, engine.Value)
+    assert got == run(ref.nn, ref.Value)
+    assert (got in (AttributeError, TypeError)) == (case in ("missing-bias", "one-neuron-hidden"))

@@ -78,59 +78,237 @@ def mlp(layers, x, layer_type, neuron_type):
     """``for layer in layers: x = layer(x)``, each layer whose type is exactly layer_type
     (nn.Layer) computed here as Layer.__call__ does -- layer(layer.neurons, x, neuron_type),
     its one Value when it has one neuron -- without a Python call per layer. Any other layer is
-    called."""
+    called. Between two such layers of plain Neurons the values pass as node indices: the
+    same nodes in the same order, without a facade for each hidden neuron's output."""
+    return _mlp(layers if type(layers) is list else list(layers), x, layer_type, neuron_type)
+
+
+cdef struct _Held:
+    int32_t* idx     # node indices, one reference each held here (a facade's, without one)
+    Py_ssize_t n
+
+
+cdef object _held_values(_Held* h):
+    """The held nodes as Values (their facades, made where missing), references let go: a list,
+    or the one Value of a one-neuron layer (as Layer.__call__ returns)."""
+    cdef list out = [_facade(h.idx[k]) for k in range(h.n)]
+    _let_go(h)
+    return out[0] if len(out) == 1 else out
+
+
+cdef void _let_go(_Held* h) noexcept:
+    global pinned
+    cdef Py_ssize_t k
+    if h.idx == NULL:
+        return
+    pinned -= 1
+    for k in range(h.n):
+        _release_noexcept(h.idx[k])
+    PyMem_RawFree(h.idx)
+    h.idx = NULL
+    h.n = 0
+
+
+cdef object _runnable(object lay, object layer_type, object neuron_type):
+    """lay's neurons when this module can run them on node indices -- a plain Layer whose
+    neurons are a list of plain Neurons, in grad mode -- else None."""
+    if type(lay) is not layer_type or _grad_off():
+        return None
+    neurons = getattr(lay, _s_neurons)
+    if type(neurons) is not list or not neurons:
+        return None
+    for n in <list>neurons:
+        if type(n) is not neuron_type:
+            return None
+    return neurons
+
+
+cdef object _mlp(list layers, object x, object layer_type, object neuron_type):
+    global pinned
+    cdef Py_ssize_t k, j, nl = len(layers), i
+    cdef _Held held, made
     cdef list out
-    for lay in layers:
-        if type(lay) is layer_type:
-            out = _layer(getattr(lay, _s_neurons), x, neuron_type)
-            x = out[0] if len(out) == 1 else out
+    cdef object xseq, neurons, after
+    cdef PyObject* w
+    cdef PyObject* b
+    cdef int act
+    cdef bint following
+    held.idx = made.idx = NULL
+    held.n = made.n = 0
+    try:
+        for k in range(nl):
+            lay = layers[k]
+            neurons = _runnable(lay, layer_type, neuron_type)
+            # hand this layer's outputs on as indices when the next layer runs here too (and
+            # this one has several neurons: a one-neuron layer hands on its Value)
+            following = False
+            if neurons is not None and len(<list>neurons) > 1 and k + 1 < nl:
+                after = _runnable(layers[k + 1], layer_type, neuron_type)
+                following = after is not None
+            if held.idx != NULL and neurons is None:
+                x = _held_values(&held)  # this layer takes Values
+            if held.idx == NULL and not following:
+                # Values in and out: as Layer.__call__ (or the layer's own __call__)
+                if type(lay) is layer_type:
+                    out = _layer(getattr(lay, _s_neurons), x, neuron_type)
+                    x = out[0] if len(out) == 1 else out
+                else:
+                    x = lay(x)
+                continue
+            if held.idx == NULL:  # Values in (kept alive by xseq meanwhile): as indices
+                xseq = x if type(x) is list or type(x) is tuple else list(x)
+                if not _all_live(xseq):  # numbers among them: the Values way
+                    out = _layer(<list>neurons, x, neuron_type)
+                    x = out[0] if len(out) == 1 else out
+                    continue
+                _hold_values(&held, xseq)
+            # indices out, held here until the next layer has made its nodes on them
+            made.idx = <int32_t*>PyMem_RawMalloc(<size_t>len(<list>neurons) * sizeof(int32_t))
+            if made.idx == NULL:
+                raise MemoryError()
+            pinned += 1  # (so that compaction leaves the held indices alone)
+            for j in range(len(<list>neurons)):
+                n = (<list>neurons)[j]
+                act = _plain_neuron(n, &w, &b)
+                i = _neuron_held(n, act, <object>w if act >= 0 else None,
+                                 <object>b if act >= 0 else None, &held)
+                made.idx[j] = <int32_t>i
+                made.n = j + 1
+            _let_go(&held)
+            held = made
+            made.idx = NULL
+            made.n = 0
+            if not following:
+                x = _held_values(&held)
+        return x
+    finally:
+        _let_go(&made)
+        _let_go(&held)
+
+
+cdef int _hold_values(_Held* h, object xseq) except -1:
+    """Hold the nodes of Values (all live) as indices, one reference each."""
+    global pinned
+    cdef PyObject** v = PySequence_Fast_ITEMS(xseq)
+    cdef Py_ssize_t k, n = len(xseq)
+    h.idx = <int32_t*>PyMem_RawMalloc(<size_t>(n or 1) * sizeof(int32_t))
+    if h.idx == NULL:
+        raise MemoryError()
+    pinned += 1
+    for k in range(n):
+        h.idx[k] = <int32_t>MGF_IDX(v[k])
+        nodes[h.idx[k]].nref += 1
+    h.n = n
+    return 0
+
+
+cdef Py_ssize_t _neuron_held(object neuron, int act, object ws, object bias, _Held* x) except -1:
+    """The output node of one neuron on held input nodes, with one reference for the caller:
+    made here (act >= 0: a plain Neuron's fields) or, for anything else -- a missing field, a
+    weight or bias that is not a Value with a node -- by the neuron itself on the inputs' Values."""
+    cdef Py_ssize_t i = 0
+    cdef Value v
+    if act >= 0:
+        i = _neuron_on_indices(ws, x.idx, x.n, bias, <unsigned int>act)
+    if i == 0:
+        v = <Value?>neuron([_facade(x.idx[k]) for k in range(x.n)])
+        i = _index(v)
+        nodes[i].nref += 1
+    return i
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _neuron_on_indices(object ws, int32_t* xi, Py_ssize_t m, object bias,
+                                   unsigned int act) except -1:
+    """_neuron's nodes for inputs given as (held) node indices: act(bias + ws . x), the same
+    nodes and numbers; returns the output node with one reference for the caller, or 0 (nothing
+    made) when a weight or the bias is not a Value with a node."""
+    cdef Py_ssize_t n, k, w, x, b, i, e
+    cdef PyObject** wv
+    cdef PyObject* wk
+    cdef PyObject* vt
+    cdef mgf_node* ns
+    cdef int32_t* ch
+    cdef double acc
+    if not (type(ws) is list and _live_value(<PyObject*>bias)):
+        return 0
+    n = min(len(<list>ws), m)
+    _reserve_room(2, 2 * n + 1)
+    wv = PySequence_Fast_ITEMS(ws)
+    e = _alloc_edges(2 * n + 1)
+    ch = edges + e
+    b = MGF_IDX(<PyObject*>bias)
+    ch[0] = <int32_t>b
+    ns = nodes  # (local copies: see _neuron)
+    vt = <PyObject*>_value_type
+    acc = ns[b].data
+    for k in range(n):
+        wk = wv[k]
+        if (Py_TYPE(wk) != vt and not mgf_is_subtype(Py_TYPE(wk), _value_type)) or not MGF_IDX(wk):
+            _give_back_dot_block(e, k, n)
+            return 0
+        w = MGF_IDX(wk)
+        x = xi[k]
+        ch[1 + k] = <int32_t>w
+        ch[1 + n + k] = <int32_t>x
+        ns[w].nref += 1
+        ns[x].nref += 1
+        acc = acc + ns[w].data * ns[x].data
+    ns[b].nref += 1
+    i = _ext_node(OP_DOT, acc, e, 2 * n + 1)
+    if act != OP_LEAF:
+        _unary_value(act, acc, &acc)  # relu/tanh/sigmoid: cannot fail
+        i = _new_node(act, acc, i, 0)
+    nodes[i].nref += 1  # the caller's
+    return i
+
+
+cdef int _plain_neuron(object n, PyObject** w, PyObject** b) except -2:
+    """The activation op of a plain Neuron, with its w and b borrowed from its instance dict (a
+    plain Neuron has no descriptors for them): one walk over the dict's few entries, matching
+    the interned names by identity. -1 when w or b is not there (the caller then calls the
+    neuron, which gets what -- or the error -- a Python access would)."""
+    cdef object d = PyObject_GenericGetDict(n, NULL)
+    cdef PyObject* nonlin = NULL
+    cdef PyObject* act_name = NULL
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef Py_ssize_t pos = 0, found = 0
+    w[0] = b[0] = NULL
+    while found < 4 and PyDict_Next(d, &pos, &key, &value):
+        if key == <PyObject*>_s_w:
+            w[0] = value
+        elif key == <PyObject*>_s_b:
+            b[0] = value
+        elif key == <PyObject*>_s_nonlin:
+            nonlin = value
+        elif key == <PyObject*>_s_act:
+            act_name = value
         else:
-            x = lay(x)
-    return x
+            continue
+        found += 1  # (four distinct keys: four matches are all of them)
+    if w[0] == NULL or b[0] == NULL:
+        return -1
+    if act_name == NULL:  # maybe not interned, or a class attribute
+        act_name = PyDict_GetItemWithError(d, _s_act)
+    return _activation(<object>nonlin if nonlin != NULL else n.nonlin, act_name)
 
 
 cdef list _layer(object neurons, object x, object neuron_type):
     cdef list out = []
     cdef object xseq = x if type(x) is list or type(x) is tuple else list(x)
-    cdef object d, ws, bias
-    cdef PyObject *w
-    cdef PyObject *b
-    cdef PyObject *nonlin
-    cdef PyObject *act_name
-    cdef PyObject *key
-    cdef PyObject *value
-    cdef Py_ssize_t pos, found
-    cdef unsigned int act
+    cdef PyObject* w
+    cdef PyObject* b
+    cdef int act
     cdef bint xs_live = _all_live(xseq)  # the inputs are checked once for all the neurons
     for n in neurons:
-        if type(n) is not neuron_type:
+        act = _plain_neuron(n, &w, &b) if type(n) is neuron_type else -1
+        if act < 0:
             out.append(n(x))
             xs_live = _all_live(xseq)  # Python code ran: look again
             continue
-        # the fields straight from the instance dict (a plain Neuron has no descriptors for
-        # them): one walk over its few entries, matching the interned names by identity;
-        # where one is missing, getattr gives what (or the error) a Python access would
-        d = PyObject_GenericGetDict(n, NULL)
-        w = b = nonlin = act_name = NULL
-        pos = found = 0
-        while found < 4 and PyDict_Next(d, &pos, &key, &value):
-            if key == <PyObject*>_s_w:
-                w = value
-            elif key == <PyObject*>_s_b:
-                b = value
-            elif key == <PyObject*>_s_nonlin:
-                nonlin = value
-            elif key == <PyObject*>_s_act:
-                act_name = value
-            else:
-                continue
-            found += 1  # (four distinct keys: four matches are all of them)
-        ws = <object>w if w != NULL else n.w
-        bias = <object>b if b != NULL else n.b
-        if act_name == NULL:  # maybe not interned, or a class attribute
-            act_name = PyDict_GetItemWithError(d, _s_act)
-        act = <unsigned int>_activation(<object>nonlin if nonlin != NULL else n.nonlin, act_name)
-        out.append(_neuron(ws, xseq, xs_live, bias, act))
+        out.append(_neuron(<object>w, xseq, xs_live, <object>b, <unsigned int>act))
     return out
 
 
