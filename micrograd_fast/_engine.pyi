@@ -4,12 +4,14 @@
 # shares with micrograd. Stubs are never executed, so `X | Y` is fine for every Python version.
 from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
-from typing import Any, SupportsIndex, TypedDict, TypeVar
+from typing import Any, SupportsFloat, SupportsIndex, TypedDict, TypeVar, overload
 
 # What the operators take besides a Value: a real number (int is accepted wherever float is,
 # and is spelled out here for the reader). Anything else gives NotImplemented / TypeError.
-_Number = float | int
-_Operand = Value | float | int
+# a real number: float, int, bool, Fraction, numpy's numbers (anything with __float__ types
+# as one; at run time an operator also refuses a Decimal, as float's own operators do)
+_Number = SupportsFloat
+_Operand = Value | SupportsFloat
 
 class Value:
     """A scalar that remembers how it was made, so that backward() can find its gradient."""
@@ -107,10 +109,14 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 def is_grad_enabled() -> bool: ...
 def _set_grad_enabled(mode: bool) -> bool: ...
 
+_G = TypeVar("_G", bound=_GradMode)
+
 class _GradMode:
     # `@no_grad` without parentheses gives the decorated function (`no_grad(fn)`)
-    def __new__(cls, fn: Callable[..., Any] | None = None) -> Any: ...
-    def __init__(self, fn: Callable[..., Any] | None = None) -> None: ...
+    @overload
+    def __new__(cls: type[_G], fn: None = None) -> _G: ...
+    @overload
+    def __new__(cls, fn: _F) -> _F: ...  # type: ignore[misc]
     def __enter__(self) -> None: ...
     def __exit__(
         self,

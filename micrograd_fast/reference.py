@@ -19,7 +19,7 @@ import numbers
 import operator
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Optional, SupportsIndex, TypeVar, Union
+from typing import Any, Optional, SupportsIndex, TypeVar, Union, overload
 
 __all__ = ["Value", "assign", "cross_entropy", "dot", "enable_grad", "is_grad_enabled", "layer",
            "log_softmax", "logsumexp", "neuron_parameters", "no_grad", "softmax", "sum_values",
@@ -778,6 +778,7 @@ def _set_grad_enabled(mode: bool) -> bool:
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
+_G = TypeVar("_G", bound="_GradMode")
 
 
 class _GradMode:
@@ -786,14 +787,19 @@ class _GradMode:
 
     _mode = True
 
+    _saved: list[bool]  # the modes to restore, one per active `with` of this object
+
+    @overload
+    def __new__(cls: type[_G], fn: None = None) -> _G: ...
+
+    @overload
+    def __new__(cls, fn: _F) -> _F: ...  # type: ignore[misc]
+
     def __new__(cls, fn: Optional[Callable[..., Any]] = None) -> Any:
         # `@no_grad` without parentheses (as torch allows): the class called on the function
-        if fn is not None:
-            return super().__new__(cls)(fn)
-        return super().__new__(cls)
-
-    def __init__(self, fn: Optional[Callable[..., Any]] = None) -> None:
-        self._saved: list[bool] = []  # the modes to restore, one per active `with` of this object
+        self = super().__new__(cls)
+        self._saved = []
+        return self if fn is None else self(fn)
 
     def __enter__(self) -> None:
         self._saved.append(_set_grad_enabled(self._mode))

@@ -7,9 +7,10 @@ the lecture's hand-made nodes with a custom _backward, and an nn.MLP training lo
 from __future__ import annotations
 
 import random
+from fractions import Fraction
 
 import micrograd_fast
-from micrograd_fast import BACKEND, dot, draw_dot, sum_values
+from micrograd_fast import BACKEND, dot, draw_dot, no_grad, sum_values
 from micrograd_fast.engine import Value
 from micrograd_fast.nn import MLP, Module, Neuron
 
@@ -108,6 +109,13 @@ def picture() -> str:
     return source
 
 
+@no_grad
+def evaluate(model: MLP, x: list[float]) -> float:
+    # the bare decorator keeps the function's type; a Fraction is a real operand
+    out: Value = model(x) + Fraction(1, 4)
+    return out.data
+
+
 def main() -> None:
     g, da, db = readme_example()
     print(f"backend {BACKEND}, version {micrograd_fast.__version__}")
@@ -117,6 +125,8 @@ def main() -> None:
     print(train())
     print(check_gradients())
     print(picture())
+    random.seed(3)
+    print(evaluate(MLP(2, [4, 1]), [0.5, -1.0]))
 
 
 if __name__ == "__main__":

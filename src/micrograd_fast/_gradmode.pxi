@@ -135,12 +135,9 @@ class _GradMode:
 
     def __new__(cls, fn=None):
         # `@no_grad` without parentheses (as torch allows): the class called on the function
-        if fn is not None:
-            return object.__new__(cls)(fn)
-        return object.__new__(cls)
-
-    def __init__(self, fn=None):
+        self = object.__new__(cls)
         self._saved = []  # the modes to restore, one per active `with` of this object
+        return self if fn is None else self(fn)
 
     def __enter__(self):
         self._saved.append(_set_grad_enabled_c(self._mode))
