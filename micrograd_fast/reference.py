@@ -136,10 +136,11 @@ class Value:
                  label: str = '') -> None:
         self.data = data
         self.grad = 0.0
-        for child in _children:
+        children = tuple(_children)  # (once: _children may be a generator)
+        for child in children:
             if not isinstance(child, Value):
                 raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
-        self._children = tuple(_children)  # ordered, repeats kept: a + a feeds a twice
+        self._children = children  # ordered, repeats kept: a + a feeds a twice
         self._op = _op  # the op that produced this node, for graphviz / debugging
         self.label = label
         self._local = None  # built-in ops: a function f(out) that runs out's local backward

@@ -668,3 +668,14 @@ def test_upstream_micrograd_value_is_refused(engine):
     upstream = pytest.importorskip("micrograd.engine")
     with pytest.raises(TypeError, match="micrograd.engine.Value"):
         engine.Value(2.0) * upstream.Value(3.0)
+
+
+def test_children_given_as_a_generator(engine):
+    # micrograd takes any iterable (set(_children)); a generator is read once
+    a, b = engine.Value(1.0), engine.Value(2.0)
+    v = engine.Value(3.0, (x for x in (a, b)), "op")
+    assert v._prev == {a, b}
+    v._backward = lambda: None
+    w = v * 2
+    w.backward()
+    assert v.grad == 2.0
