@@ -217,50 +217,17 @@ cdef Py_ssize_t _neuron_held(object neuron, int act, object ws, object bias, _He
     return i
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
 cdef Py_ssize_t _neuron_on_indices(object ws, int32_t* xi, Py_ssize_t m, object bias,
                                    unsigned int act) except -1:
     """_neuron's nodes for inputs given as (held) node indices: act(bias + ws . x), the same
     nodes and numbers; returns the output node with one reference for the caller, or 0 (nothing
     made) when a weight or the bias is not a Value with a node."""
-    cdef Py_ssize_t n, k, w, x, b, i, e
-    cdef PyObject** wv
-    cdef PyObject* wk
-    cdef PyObject* vt
-    cdef mgf_node* ns
-    cdef int32_t* ch
-    cdef double acc
+    cdef Py_ssize_t i
     if not (type(ws) is list and _live_value(<PyObject*>bias)):
         return 0
-    n = min(len(<list>ws), m)
-    _reserve_room(2, 2 * n + 1)
-    wv = PySequence_Fast_ITEMS(ws)
-    e = _alloc_edges(2 * n + 1)
-    ch = edges + e
-    b = MGF_IDX(<PyObject*>bias)
-    ch[0] = <int32_t>b
-    ns = nodes  # (local copies: see _neuron)
-    vt = <PyObject*>_value_type
-    acc = ns[b].data
-    for k in range(n):
-        wk = wv[k]
-        if (Py_TYPE(wk) != vt and not mgf_is_subtype(Py_TYPE(wk), _value_type)) or not MGF_IDX(wk):
-            _give_back_dot_block(e, k, n)
-            return 0
-        w = MGF_IDX(wk)
-        x = xi[k]
-        ch[1 + k] = <int32_t>w
-        ch[1 + n + k] = <int32_t>x
-        ns[w].nref += 1
-        ns[x].nref += 1
-        acc = acc + ns[w].data * ns[x].data
-    ns[b].nref += 1
-    i = _ext_node(OP_DOT, acc, e, 2 * n + 1)
-    if act != OP_LEAF:
-        _unary_value(act, acc, &acc)  # relu/tanh/sigmoid: cannot fail
-        i = _new_node(act, acc, i, 0)
-    nodes[i].nref += 1  # the caller's
+    i = _dot_act_node(ws, xi, m, bias, act)
+    if i:
+        nodes[i].nref += 1  # the caller's
     return i
 
 
@@ -301,14 +268,22 @@ cdef list _layer(object neurons, object x, object neuron_type):
     cdef PyObject* w
     cdef PyObject* b
     cdef int act
+    cdef _Held held
     cdef bint xs_live = _all_live(xseq)  # the inputs are checked once for all the neurons
-    for n in neurons:
-        act = _plain_neuron(n, &w, &b) if type(n) is neuron_type else -1
-        if act < 0:
-            out.append(n(x))
-            xs_live = _all_live(xseq)  # Python code ran: look again
-            continue
-        out.append(_neuron(<object>w, xseq, xs_live, <object>b, <unsigned int>act))
+    held.idx = NULL
+    held.n = 0
+    try:
+        if xs_live and not _grad_off():
+            _hold_values(&held, xseq)  # and their nodes read once, held for all the neurons
+        for n in neurons:
+            act = _plain_neuron(n, &w, &b) if type(n) is neuron_type else -1
+            if act < 0:
+                out.append(n(x))
+                xs_live = _all_live(xseq)  # Python code ran: look again
+                continue
+            out.append(_neuron(<object>w, xseq, xs_live, &held, <object>b, <unsigned int>act))
+    finally:
+        _let_go(&held)
     return out
 
 
@@ -321,24 +296,16 @@ cdef bint _all_live(object seq) noexcept:
     return True
 
 
-@cython.boundscheck(False)
-@cython.wraparound(False)
-cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned int act):
-    """act(bias + ws . xseq): the dot node, then the activation's (act OP_LEAF: none)."""
-    cdef Py_ssize_t n, k, w, x, b, i, e
-    cdef PyObject** wv
-    cdef PyObject** xv
-    cdef PyObject* wk
-    cdef PyObject* vt
-    cdef mgf_node* ns
-    cdef int32_t* ch
-    cdef double acc
+cdef object _neuron(object ws, object xseq, bint xs_live, _Held* x, object bias,
+                    unsigned int act):
+    """act(bias + ws . xseq): the dot node, then the activation's (act OP_LEAF: none); x: the
+    inputs' nodes, held by the caller (none held: no graph was being recorded)."""
+    cdef Py_ssize_t n, i
     cdef Value out
     if not (xs_live and type(ws) is list and _live_value(<PyObject*>bias)):
         return _neuron_general(ws, xseq, bias, act)
     out = _fresh()  # may run Python code (a GC pass): before the items and indices are read
     n = min(len(<list>ws), PySequence_Fast_GET_SIZE(xseq))  # (xseq: a list or tuple)
-    wv = PySequence_Fast_ITEMS(ws)
     if _grad_off():  # no graph: dot()'s leaf, the activation applied to its number in place
         _reserve_slots(1)
         if not _dot_leaf(out, ws, xseq, MGF_IDX(<PyObject*>bias)):
@@ -346,8 +313,29 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
         if act != OP_LEAF:
             _unary_value(act, nodes[out._i].data, &nodes[out._i].data)  # cannot fail
         return out
-    xv = PySequence_Fast_ITEMS(xseq)
+    i = _dot_act_node(ws, x.idx, n, bias, act) if x.idx != NULL else 0
+    if i == 0:  # a weight that is not a Value with a node: the general way
+        return _neuron_general(ws, xseq, bias, act)
+    return _own(out, i)
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+cdef Py_ssize_t _dot_act_node(object ws, int32_t* xi, Py_ssize_t n, object bias,
+                              unsigned int act) except -1:
+    """The dot node of bias + ws[0]*x0 + ... (n pairs; ws a list, bias a Value with a node, the
+    inputs xi[k] held node indices), then its activation's (act OP_LEAF: none): the output
+    node, no reference counted for its caller -- or 0, nothing made, when a weight is not a
+    Value with a node."""
+    cdef Py_ssize_t k, w, x, b, i, e
+    cdef PyObject** wv
+    cdef PyObject* wk
+    cdef PyObject* vt
+    cdef mgf_node* ns
+    cdef int32_t* ch
+    cdef double acc
     _reserve_room(2, 2 * n + 1)
+    wv = PySequence_Fast_ITEMS(ws)
     e = _alloc_edges(2 * n + 1)
     ch = edges + e
     b = MGF_IDX(<PyObject*>bias)
@@ -359,12 +347,12 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
     vt = <PyObject*>_value_type
     acc = ns[b].data
     for k in range(n):  # the weights and inputs, as micrograd's sum(w*x ..., b): left to right
-        wk = wv[k]  # (the inputs were checked by the caller; a weight is checked here)
+        wk = wv[k]
         if (Py_TYPE(wk) != vt and not mgf_is_subtype(Py_TYPE(wk), _value_type)) or not MGF_IDX(wk):
-            _give_back_dot_block(e, k, n)  # not a Value with a node: the general way
-            return _neuron_general(ws, xseq, bias, act)
+            _give_back_dot_block(e, k, n)
+            return 0
         w = MGF_IDX(wk)
-        x = MGF_IDX(xv[k])
+        x = xi[k]
         ch[1 + k] = <int32_t>w
         ch[1 + n + k] = <int32_t>x
         ns[w].nref += 1
@@ -375,7 +363,7 @@ cdef object _neuron(object ws, object xseq, bint xs_live, object bias, unsigned 
     if act != OP_LEAF:
         _unary_value(act, acc, &acc)  # relu/tanh/sigmoid: cannot fail
         i = _new_node(act, acc, i, 0)
-    return _own(out, i)
+    return i
 
 
 cdef void _give_back_dot_block(Py_ssize_t e, Py_ssize_t k, Py_ssize_t n) noexcept:
