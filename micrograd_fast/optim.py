@@ -77,8 +77,8 @@ class Optimizer:
     _state_names: tuple[str, ...] = ()  # per-parameter state lists, in state_dict() order
 
     def __init__(self, params: Iterable[Value], defaults: dict[str, Any]) -> None:
-        # a tuple: the parameters are fixed at construction (the state arrays are indexed like
-        # them), so param_groups[0]['params'] cannot be changed in place and silently ignored
+        # fixed at construction (the state arrays are indexed like them): a tuple here, and in
+        # param_groups[0]['params'] a list that refuses changes (_Params)
         self._params: tuple[Any, ...] = tuple(params)
         if not self._params:
             raise ValueError("optimizer got an empty parameter list")
