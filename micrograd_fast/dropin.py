@@ -208,8 +208,11 @@ class _ChildrenServed:
     its resource tracker) install micrograd_fast as micrograd before anything else."""
 
     def __enter__(self) -> None:
-        from multiprocessing import spawn, util
+        from multiprocessing import spawn as spawn_module, util as util_module
 
+        # (Any: typeshed's multiprocessing does not declare these two on every Python version)
+        spawn: Any = spawn_module
+        util: Any = util_module
         self.spawn, self.util = spawn, util
         self.get_command_line, self.spawnv_passfds = spawn.get_command_line, util.spawnv_passfds
         get_command_line, spawnv_passfds = self.get_command_line, self.spawnv_passfds
@@ -218,7 +221,7 @@ class _ChildrenServed:
             return _with_prelude(get_command_line(**kwds))
 
         def spawnv(path: Any, args: Sequence[Any], passfds: Sequence[int]) -> int:
-            return spawnv_passfds(path, _with_prelude(list(args)), passfds)
+            return int(spawnv_passfds(path, _with_prelude(list(args)), passfds))  # (a pid)
 
         spawn.get_command_line = command_line
         util.spawnv_passfds = spawnv
