@@ -422,6 +422,42 @@ def test_backward_from_an_inner_node_matches_reference(engine, ref, seed, which)
     assert_all(same, [v.grad for v in pool], [v.grad for v in rpool], "grads", program)
 
 
+def adjacent_parents(Value, relu_dot):
+    """Graphs where a node's parent is made right after it (the compiled sweep then carries the
+    gradient from parent to child in a register) mixed with the cases where it must not: the
+    child has other parents above, x * x and x + x (both additions into one node), a relu over
+    a neuron's dot, a chain whose every link also feeds the leaves a and b."""
+    a, b, x = Value(0.5), Value(-0.25), Value(1.5)
+    made = [a, b, x]
+    for k in range(60):
+        y = x * a + b  # mul then add: each right above its child
+        z = y * y if k % 3 == 0 else y + y if k % 3 == 1 else y * x  # y and x used again
+        w = relu_dot([z, y, x], [a, b, Value(0.125)])  # a relu right above its dot
+        x = (w + z) * 0.5 + y * 0.25  # y, z: parents far above and right above
+        u = x * a + b
+        v = relu_dot([u, x], [b, a])  # a dot and its activation, then u's other parent: the
+        x = u * 0.25 + v  # sweep meets u's parent, the activation and the dot, then u
+        made += [y, z, w, u, v, x]
+    return made
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_adjacent_parent_and_child_match_reference(engine, ref, act):
+    def relu_dot(module):
+        return lambda xs, ws: getattr(module.dot(ws, xs, module.Value(0.1)), act)()
+
+    ours = adjacent_parents(engine.Value, relu_dot(engine))
+    theirs = adjacent_parents(ref.Value, relu_dot(ref))
+    ours[-1].backward()
+    theirs[-1].backward()
+    assert [v.data for v in ours] == [v.data for v in theirs]
+    assert [v.grad for v in ours] == [v.grad for v in theirs]
+    assert all(math.isfinite(v.grad) for v in ours) and ours[0].grad != 0.0
+    ours[-1].backward()  # a second sweep adds on top, the same way
+    theirs[-1].backward()
+    assert [v.grad for v in ours] == [v.grad for v in theirs]
+
+
 # ---------------------------------------------------------------------------------------------
 # vs upstream micrograd
 # ---------------------------------------------------------------------------------------------

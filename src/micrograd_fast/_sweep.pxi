@@ -209,6 +209,11 @@ cdef int _sweep_list(int32_t* q, Py_ssize_t cnt) except -1:
     return 0
 
 
+cdef inline Py_ssize_t _lower(Py_ssize_t low, Py_ssize_t c) noexcept:
+    """min(low, c) for a child c >= 1; "no child" (0) leaves low as it is (branch-free)."""
+    return c if <size_t>(c - 1) < <size_t>(low - 1) else low
+
+
 @cython.boundscheck(False)
 @cython.wraparound(False)
 cdef int _scan_sweep(Py_ssize_t root) except -1:
@@ -217,13 +222,16 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
     Index order is creation order (_arena.pxi), so when the pass reaches a marked node, every
     node above it -- all its parents -- has already added its contribution: its gradient is
     final, it runs its local backward and marks its children (which sit below it). The pass
-    stops when no marked node is left below it. When the reachable nodes are spread thinly over
+    stops below the lowest marked node (kept as it goes: a minimum per child edge, cheaper than
+    counting the marked nodes still to do). When the reachable nodes are spread thinly over
     a long range of unrelated ones (a small graph on top of big ones kept alive), it would wade
     through them all: then the rest of the graph is found breadth-first and sorted instead.
     """
     global topo_fallbacks
-    cdef Py_ssize_t j = root, pending = 1, out = 0, nq = 0, skipped = 0, c, k, t, cnt, m, w, x
-    cdef double g, xd, wd
+    cdef Py_ssize_t j = root, low = root, out = 0, nq = 0, skipped = 0, c, b, k, t, cnt, m, w, x
+    cdef Py_ssize_t hot = 0  # the node whose gradient hot_g is (0: none)
+    cdef double g, xd, wd, fa, fb, hot_g = 0.0
+    cdef bint mul
     cdef uint32_t e, e2
     cdef int32_t* rest = NULL
     cdef Py_ssize_t rest_cap = 0
@@ -235,8 +243,8 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
     _next_epoch()
     e = epoch
     nodes[root].mark = e
-    nodes[0].mark = e  # "no child" is slot 0: it never counts as pending
-    while pending and j > 0:
+    nodes[0].mark = e  # "no child" is slot 0: never below low, never done
+    while j >= low:
         n = &nodes[j]
         if n.mark != e:
             skipped += 1
@@ -244,7 +252,6 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
                 break
             j -= 1
             continue
-        pending -= 1
         out += 1
         if n.op == OP_LEAF:
             # nothing to do -- and nothing to touch: a leaf's "children" are slot 0, and adding
@@ -258,11 +265,14 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
         # node's local backward
         if n.op == OP_DOT:  # a neuron: marks and gradients in one loop (the numbers of
             ext = _kids(n)  # _backprop_node's OP_DOT case, in its order)
-            g = n.grad
+            if j == hot:  # (its activation, right above it, has just added it)
+                g = hot_g
+            else:
+                g = n.grad
             m = (n.a - 1) >> 1
             c = ext[0]
             nodes[c].grad += g
-            pending += nodes[c].mark != e
+            low = _lower(low, c)
             nodes[c].mark = e
             for k in range(1, m + 1):
                 w = ext[k]
@@ -271,30 +281,57 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
                 wd = nodes[w].data
                 nodes[w].grad += xd * g
                 nodes[x].grad += wd * g
-                pending += nodes[w].mark != e
+                low = _lower(low, w)
                 nodes[w].mark = e
-                pending += nodes[x].mark != e
+                low = _lower(low, x)
                 nodes[x].mark = e
         elif _is_ext(n.op):
             ext = _kids(n)
             for k in range(n.a):
                 c = ext[k]
-                pending += nodes[c].mark != e
+                low = _lower(low, c)
                 nodes[c].mark = e
             _backprop_node(j)  # may run Python and move the arena: n is not used after
         else:
             c = n.a
-            pending += nodes[c].mark != e
+            low = _lower(low, c)
             nodes[c].mark = e
-            c = n.b
-            pending += nodes[c].mark != e
-            nodes[c].mark = e
+            b = n.b
+            low = _lower(low, b)
+            nodes[b].mark = e
             if n.op <= OP_MUL:
-                _local_plus_times(n)
-            else:
-                _backprop_node(j)
+                # _local_plus_times, with the gradient just added into the first child kept in
+                # a register: when that child is the very next node done (a chain, or any node
+                # right below its parent), its gradient is read from there, not from memory,
+                # which would wait for the store (no other node's work comes in between, so
+                # the two are the same number)
+                if j == hot:
+                    g = hot_g
+                else:
+                    g = n.grad
+                mul = n.op == OP_MUL
+                fa = nodes[b].data if mul else 1.0
+                fb = nodes[c].data if mul else 1.0
+                hot_g = nodes[c].grad + fa * g
+                nodes[c].grad = hot_g
+                nodes[b].grad += fb * g
+                hot = c if c != b else 0  # (x * x: the second addition went to the same node)
+                j -= 1
+                continue
+            if n.op == OP_RELU:  # a neuron's activation, over the neuron's dot right below it
+                if j == hot:
+                    g = hot_g
+                else:
+                    g = n.grad
+                hot_g = nodes[c].grad + (n.data > 0) * g
+                nodes[c].grad = hot_g
+                hot = c
+                j -= 1
+                continue
+            _backprop_node(j)
+        hot = 0
         j -= 1
-    if not pending or j <= 0:
+    if j < low:
         return 0
     # the fallback: the nodes still to do are the marked ones at or below j, each a child of a
     # node done; collect everything they reach under a new epoch and finish in index order
