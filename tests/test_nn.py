@@ -393,7 +393,8 @@ def test_parameters_overridden_on_an_instance_are_honoured(engine):
 
 
 @pytest.mark.parametrize("case", ["plain", "float-weight", "subclass-neuron", "subclass-layer",
-                                  "missing-bias", "one-neuron-hidden", "float-inputs"])
+                                  "missing-bias", "one-neuron-hidden", "float-inputs",
+                                  "weight-rewires-next-layer"])
 def test_mlp_paths_give_the_reference_nodes_and_numbers(engine, ref, case):
     """MLP.__call__ runs plain hidden layers on node indices in the compiled engine; whatever
     sits in the model, the outputs, gradients and graph (nodes, edges, ops) equal the
@@ -417,6 +418,19 @@ def test_mlp_paths_give_the_reference_nodes_and_numbers(engine, ref, case):
             model.layers[2] = halving
         if case == "missing-bias":
             del model.layers[1].neurons[0].b
+        if case == "weight-rewires-next-layer":
+            # a weight whose conversion (Python code, run while layer 1 is computed) puts a
+            # subclass neuron into layer 2: layer 2 must be looked at again after it
+            class Doubling(nn.Neuron):
+                def __call__(self, x):
+                    return super().__call__(x) * 2
+
+            class Sneaky(float):
+                def __float__(self):
+                    model.layers[2].neurons[1] = Doubling(5)
+                    return 0.25
+
+            model.layers[1].neurons[2].w[1] = Sneaky(0.25)
         if case == "one-neuron-hidden":
             model = nn.MLP(3, [4, 1, 3])
         xs = [0.5, -1.0, 2.0]

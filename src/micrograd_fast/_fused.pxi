@@ -132,23 +132,26 @@ cdef object _mlp(list layers, object x, object layer_type, object neuron_type):
     cdef PyObject* w
     cdef PyObject* b
     cdef int act
-    cdef bint following
+    cdef bint following, called
     held.idx = made.idx = NULL
     held.n = made.n = 0
+    after = None  # the next layer's neurons, checked by _runnable while no Python code has run
     try:
         for k in range(nl):
             lay = layers[k]
-            neurons = _runnable(lay, layer_type, neuron_type)
+            neurons = after if after is not None else _runnable(lay, layer_type, neuron_type)
             # hand this layer's outputs on as indices when the next layer runs here too (and
             # this one has several neurons: a one-neuron layer hands on its Value)
             following = False
+            after = None
             if neurons is not None and len(<list>neurons) > 1 and k + 1 < nl:
                 after = _runnable(layers[k + 1], layer_type, neuron_type)
                 following = after is not None
             if held.idx != NULL and neurons is None:
                 x = _held_values(&held)  # this layer takes Values
             if held.idx == NULL and not following:
-                # Values in and out: as Layer.__call__ (or the layer's own __call__)
+                # Values in and out: as Layer.__call__ (or the layer's own __call__); after is
+                # None here, so the next layer is checked afresh
                 if type(lay) is layer_type:
                     out = _layer(getattr(lay, _s_neurons), x, neuron_type)
                     x = out[0] if len(out) == 1 else out
@@ -158,6 +161,7 @@ cdef object _mlp(list layers, object x, object layer_type, object neuron_type):
             if held.idx == NULL:  # Values in (kept alive by xseq meanwhile): as indices
                 xseq = x if type(x) is list or type(x) is tuple else list(x)
                 if not _all_live(xseq):  # numbers among them: the Values way
+                    after = None  # (the layer may call neurons: check the next one afresh)
                     out = _layer(<list>neurons, x, neuron_type)
                     x = out[0] if len(out) == 1 else out
                     continue
@@ -171,7 +175,9 @@ cdef object _mlp(list layers, object x, object layer_type, object neuron_type):
                 n = (<list>neurons)[j]
                 act = _plain_neuron(n, &w, &b)
                 i = _neuron_held(n, act, <object>w if act >= 0 else None,
-                                 <object>b if act >= 0 else None, &held)
+                                 <object>b if act >= 0 else None, &held, &called)
+                if called:  # the neuron itself ran: check the next layer afresh
+                    after = None
                 made.idx[j] = <int32_t>i
                 made.n = j + 1
             _let_go(&held)
@@ -202,14 +208,17 @@ cdef int _hold_values(_Held* h, object xseq) except -1:
     return 0
 
 
-cdef Py_ssize_t _neuron_held(object neuron, int act, object ws, object bias, _Held* x) except -1:
+cdef Py_ssize_t _neuron_held(object neuron, int act, object ws, object bias, _Held* x,
+                             bint* called) except -1:
     """The output node of one neuron on held input nodes, with one reference for the caller:
     made here (act >= 0: a plain Neuron's fields) or, for anything else -- a missing field, a
-    weight or bias that is not a Value with a node -- by the neuron itself on the inputs' Values."""
+    weight or bias that is not a Value with a node -- by the neuron itself on the inputs' Values
+    (called[0] says which)."""
     cdef Py_ssize_t i = 0
     cdef Value v
     if act >= 0:
         i = _neuron_on_indices(ws, x.idx, x.n, bias, <unsigned int>act)
+    called[0] = i == 0
     if i == 0:
         v = <Value?>neuron([_facade(x.idx[k]) for k in range(x.n)])
         i = _index(v)

@@ -223,6 +223,9 @@ cdef int _drain() except -1:
 
 cdef void _release_noexcept(Py_ssize_t i) noexcept:
     """_release for deallocators, which cannot raise."""
+    if nodes[i].nref > 1:  # the common case, the node lives on: no exception state to guard
+        nodes[i].nref -= 1
+        return
     try:
         _release(i)
     except BaseException:
