@@ -451,3 +451,80 @@ def test_mlp_paths_give_the_reference_nodes_and_numbers(engine, ref, case):
     got = run(engine.nn, engine.Value)
     assert got == run(ref.nn, ref.Value)
     assert (got in (AttributeError, TypeError)) == (case in ("missing-bias", "one-neuron-hidden"))
+
+
+class _Tanh(str):
+    """An act spelled by a str subclass (compares equal to 'tanh')."""
+
+
+# Ways a script can change a neuron between two forward passes. The compiled engine memoizes
+# what it read from a neuron's dict while the dict is unchanged: every one of these must be seen.
+NEURON_CHANGES = {
+    "new w list": lambda n, V: setattr(n, "w", [V(0.5) for _ in n.w]),
+    "w item": lambda n, V: n.w.__setitem__(1, V(-2.0)),
+    "w shorter": lambda n, V: n.w.pop(),
+    "new b": lambda n, V: setattr(n, "b", V(3.0)),
+    "b data": lambda n, V: setattr(n.b, "data", -4.0),
+    "nonlin off": lambda n, V: setattr(n, "nonlin", False),
+    "nonlin 0": lambda n, V: setattr(n, "nonlin", 0),
+    "act tanh": lambda n, V: setattr(n, "act", "tanh"),
+    "act str subclass": lambda n, V: setattr(n, "act", _Tanh("tanh")),
+    "dict item": lambda n, V: n.__dict__.__setitem__("act", "relu"),
+    "dict update": lambda n, V: n.__dict__.update(b=V(-1.0), act="tanh"),
+    "del act": lambda n, V: delattr(n, "act"),
+    "dict pop act": lambda n, V: n.__dict__.pop("act"),
+    "del and readd b": lambda n, V: (delattr(n, "b"), setattr(n, "b", V(1.5))),
+    "dict replaced": lambda n, V: setattr(n, "__dict__", dict(vars(n), nonlin=False)),
+    "dict cleared, refilled": lambda n, V: (lambda d: (vars(n).clear(), vars(n).update(d)))(
+        dict(vars(n), act="relu")),
+    "setattr builtin": lambda n, V: setattr(n, "act", "tanh"),
+    "extra attribute": lambda n, V: setattr(n, "note", 1),
+    "renamed w": lambda n, V: (setattr(n, "weights", n.w), delattr(n, "w")),
+}
+
+
+@pytest.mark.parametrize("change", NEURON_CHANGES)
+@pytest.mark.parametrize("call", ["mlp", "layer"])
+def test_neuron_changed_between_forwards_is_seen(engine, ref, change, call):
+    """A neuron changed after a forward pass computes with its new fields in the next one, on
+    both engines, exactly as the reference (which reads them by attribute access)."""
+    def run(e):
+        random.seed(5)
+        model = e.nn.MLP(3, [4, 4, 2], act="sigmoid")
+        x = [e.Value(v) for v in (0.4, -1.3, 2.2)]
+        forward = model if call == "mlp" else (lambda x: model.layers[1](model.layers[0](x)))
+        first = [o.data for o in forward(x)]
+        try:
+            NEURON_CHANGES[change](model.layers[1].neurons[2], e.Value)
+            out = forward(x)
+        except Exception as exc:  # (the same error on both engines)
+            return first, type(exc).__name__
+        loss = sum(out, e.Value(0.0))
+        loss.backward()
+        return first, [o.data for o in out], [o._op for o in out], [v.grad for v in x]
+
+    got = run(engine)
+    assert got == run(ref)
+    assert got[1] != got[0] or change in ("extra attribute",)
+
+
+def test_neuron_changed_inside_a_loop_is_seen(engine, ref):
+    """Changes made in a hot loop (where CPython specializes the attribute stores) between
+    forward passes are seen on every pass."""
+    def run(e):
+        random.seed(6)
+        model = e.nn.MLP(2, [3, 3, 1], act="tanh")
+        x = [e.Value(0.3), e.Value(-0.7)]
+        n = model.layers[0].neurons[1]
+        bs = [e.Value(k / 8) for k in range(4)]
+        outs = []
+        for k in range(40):
+            n.act = "relu" if k % 3 else "tanh"
+            n.nonlin = k % 5 != 0
+            n.b = bs[k % 4]
+            outs.append(model(x).data)
+        return outs
+
+    got = run(engine)
+    assert got == run(ref)
+    assert len(set(got)) > 4

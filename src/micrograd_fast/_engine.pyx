@@ -11,6 +11,7 @@ those of micrograd_fast/reference.py, which is the spec. One file per job:
     _numbers.pxi  Python numbers to doubles; math errors raised as floats raise them
     _facade.pxi   the Value object's life cycle: freelist, binding to nodes, GC support
     _value.pxi    the Value type: each operator's forward and the nodes it records
+    _neuron.pxi   a plain nn.Neuron's fields read from its instance dict (memoized)
     _fused.pxi    dot / layer / sum_values: one n-ary node with the unfused numbers
     _gradmode.pxi no_grad / enable_grad: per-thread switch; operators' result nodes under it
     _replay.pxi   recompute() of a retained graph, graph zero_grad, zero_grads, assign
@@ -108,6 +109,7 @@ include "_numbers.pxi"
 include "_facade.pxi"
 include "_gradmode.pxi"
 include "_value.pxi"
+include "_neuron.pxi"
 include "_fused.pxi"
 include "_replay.pxi"
 include "_optim.pxi"

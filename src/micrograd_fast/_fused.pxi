@@ -42,26 +42,6 @@ cdef inline bint _live_value(PyObject* o) noexcept:
     return MGF_IDX(o) != 0
 
 
-cdef object _s_w = "w"  # interned, as the attribute names Neuron.__init__ assigns
-cdef object _s_b = "b"
-cdef object _s_nonlin = "nonlin"
-cdef object _s_act = "act"
-
-
-cdef int _activation(object nonlin, PyObject* act) except -1:
-    """The op a plain Neuron applies to its dot: OP_LEAF (none) when nonlin is false, else by its
-    act ('relu' when the neuron has none)."""
-    if not nonlin:
-        return OP_LEAF
-    if act == NULL or <object>act == "relu":
-        return OP_RELU
-    if <object>act == "tanh":
-        return OP_TANH
-    if <object>act == "sigmoid":
-        return OP_SIGMOID
-    raise ValueError(f"unknown activation {<object>act!r}")
-
-
 def layer(neurons, x, neuron_type):
     """``[n(x) for n in neurons]``, with each neuron whose type is exactly neuron_type (nn.Neuron)
     computed here as Neuron.__call__ does -- ``dot(n.w, x, n.b)``, then its activation if
@@ -240,37 +220,6 @@ cdef Py_ssize_t _neuron_on_indices(object ws, int32_t* xi, Py_ssize_t m, object 
     return i
 
 
-cdef int _plain_neuron(object n, PyObject** w, PyObject** b) except -2:
-    """The activation op of a plain Neuron, with its w and b borrowed from its instance dict (a
-    plain Neuron has no descriptors for them): one walk over the dict's few entries, matching
-    the interned names by identity. -1 when w or b is not there (the caller then calls the
-    neuron, which gets what -- or the error -- a Python access would)."""
-    cdef object d = PyObject_GenericGetDict(n, NULL)
-    cdef PyObject* nonlin = NULL
-    cdef PyObject* act_name = NULL
-    cdef PyObject* key
-    cdef PyObject* value
-    cdef Py_ssize_t pos = 0, found = 0
-    w[0] = b[0] = NULL
-    while found < 4 and PyDict_Next(d, &pos, &key, &value):
-        if key == <PyObject*>_s_w:
-            w[0] = value
-        elif key == <PyObject*>_s_b:
-            b[0] = value
-        elif key == <PyObject*>_s_nonlin:
-            nonlin = value
-        elif key == <PyObject*>_s_act:
-            act_name = value
-        else:
-            continue
-        found += 1  # (four distinct keys: four matches are all of them)
-    if w[0] == NULL or b[0] == NULL:
-        return -1
-    if act_name == NULL:  # maybe not interned, or a class attribute
-        act_name = PyDict_GetItemWithError(d, _s_act)
-    return _activation(<object>nonlin if nonlin != NULL else n.nonlin, act_name)
-
-
 cdef list _layer(object neurons, object x, object neuron_type):
     cdef list out = []
     cdef object xseq = x if type(x) is list or type(x) is tuple else list(x)
@@ -393,25 +342,6 @@ cdef object _neuron_general(object ws, object xseq, object bias, unsigned int ac
     if act != OP_LEAF:
         v = _own(_fresh(), _unary(<Value>v, act))
     return v
-
-
-cdef bint _plain_fields(object neuron, PyObject** w, PyObject** b) except -1:
-    """A plain Neuron's w (a list) and b, borrowed from its instance dict; False when either is
-    missing, w is not a list, or the dict holds anything but w, b, nonlin and act -- a
-    `parameters` of the instance's own, say (the caller then asks neuron.parameters())."""
-    cdef object d = PyObject_GenericGetDict(neuron, NULL)
-    cdef PyObject* key
-    cdef PyObject* value
-    cdef Py_ssize_t pos = 0
-    w[0] = b[0] = NULL
-    while PyDict_Next(d, &pos, &key, &value):
-        if key == <PyObject*>_s_w:
-            w[0] = value
-        elif key == <PyObject*>_s_b:
-            b[0] = value
-        elif key != <PyObject*>_s_nonlin and key != <PyObject*>_s_act:
-            return False
-    return w[0] != NULL and b[0] != NULL and type(<object>w[0]) is list
 
 
 def neuron_parameters(neurons, neuron_type, list out=None):

@@ -1,0 +1,136 @@
+# ---- a plain Neuron's fields, read from its instance dict -------------------------------------
+#
+# Owns: how the fused paths (_fused.pxi) read nn.Neuron's w, b, nonlin and act without a Python
+# attribute access per field: _plain_neuron for the forward (with a memo of the last reading of
+# each dict, valid while the dict is unchanged) and _plain_fields for parameters()/zero_grad().
+# A plain Neuron (type exactly nn.Neuron) has no descriptors for these names, so its instance
+# dict holds what attribute access would return.
+
+
+cdef object _s_w = "w"  # interned, as the attribute names Neuron.__init__ assigns
+cdef object _s_b = "b"
+cdef object _s_nonlin = "nonlin"
+cdef object _s_act = "act"
+
+
+cdef int _activation(object nonlin, PyObject* act) except -1:
+    """The op a plain Neuron applies to its dot: OP_LEAF (none) when nonlin is false, else by its
+    act ('relu' when the neuron has none)."""
+    if not nonlin:
+        return OP_LEAF
+    if act == NULL or <object>act == "relu":
+        return OP_RELU
+    if <object>act == "tanh":
+        return OP_TANH
+    if <object>act == "sigmoid":
+        return OP_SIGMOID
+    raise ValueError(f"unknown activation {<object>act!r}")
+
+
+cdef extern from *:
+    """
+    /* A dict's version tag (PEP 509): a new value from a global counter whenever the dict is
+       created or changed, on every path that changes it, through CPython 3.11. From 3.12 the
+       field is deprecated, and 3.13 writes instance attributes into values a materialized
+       dict shares without always renewing it, so there the memo is off. */
+    #if PY_VERSION_HEX < 0x030C0000
+    #define MGF_DICT_VERSIONED 1
+    #define MGF_DICT_VERSION(d) (((PyDictObject*)(d))->ma_version_tag)
+    #else
+    #define MGF_DICT_VERSIONED 0
+    #define MGF_DICT_VERSION(d) ((uint64_t)0)
+    #endif
+    """
+    bint MGF_DICT_VERSIONED
+    uint64_t MGF_DICT_VERSION(PyObject* d) noexcept
+
+
+cdef struct _NeuronMemo:
+    PyObject* d         # the instance dict read (compared only: may be dead by now)
+    uint64_t version    # its version tag then
+    PyObject* w         # what it held (alive while the dict is, with that version)
+    PyObject* b
+    int act
+
+
+cdef enum:
+    MEMO_SLOTS = 1024  # direct-mapped by the dict's address (40 KiB, zeroed as a C static)
+
+cdef _NeuronMemo _memo[MEMO_SLOTS]
+
+
+cdef inline _NeuronMemo* _memo_slot(PyObject* d) noexcept:
+    cdef size_t p = <size_t>d
+    return &_memo[((p >> 4) ^ (p >> 14)) & (MEMO_SLOTS - 1)]
+
+
+cdef int _plain_neuron(object n, PyObject** w, PyObject** b) except -2:
+    """The activation op of a plain Neuron, with its w and b borrowed from its instance dict:
+    one walk over the dict's few entries, matching the interned names by identity. -1 when w or
+    b is not there (the caller then calls the neuron, which gets what -- or the error -- a
+    Python access would).
+
+    The reading is memoized per dict while its version tag is unchanged (Python <= 3.11): a
+    training loop reads the same neurons every sample, and the walk is ~300 instructions of a
+    ~600-instruction neuron. Only a reading that depends on nothing but the dict is kept (all
+    four names found, nonlin a bool, act a str)."""
+    cdef object d = PyObject_GenericGetDict(n, NULL)
+    cdef _NeuronMemo* memo = NULL
+    cdef PyObject* nonlin = NULL
+    cdef PyObject* act_name = NULL
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef Py_ssize_t pos = 0, found = 0
+    cdef int act
+    if MGF_DICT_VERSIONED:
+        memo = _memo_slot(<PyObject*>d)
+        if memo.d == <PyObject*>d and memo.version == MGF_DICT_VERSION(<PyObject*>d):
+            w[0] = memo.w
+            b[0] = memo.b
+            return memo.act
+    w[0] = b[0] = NULL
+    while found < 4 and PyDict_Next(d, &pos, &key, &value):
+        if key == <PyObject*>_s_w:
+            w[0] = value
+        elif key == <PyObject*>_s_b:
+            b[0] = value
+        elif key == <PyObject*>_s_nonlin:
+            nonlin = value
+        elif key == <PyObject*>_s_act:
+            act_name = value
+        else:
+            continue
+        found += 1  # (four distinct keys: four matches are all of them)
+    if w[0] == NULL or b[0] == NULL:
+        return -1
+    if found == 4 and memo != NULL and type(<object>nonlin) is bool and \
+            type(<object>act_name) is str:
+        act = _activation(<object>nonlin, act_name)  # (no Python code runs for these)
+        memo.d = <PyObject*>d
+        memo.version = MGF_DICT_VERSION(<PyObject*>d)
+        memo.w = w[0]
+        memo.b = b[0]
+        memo.act = act
+        return act
+    if act_name == NULL:  # maybe not interned, or a class attribute
+        act_name = PyDict_GetItemWithError(d, _s_act)
+    return _activation(<object>nonlin if nonlin != NULL else n.nonlin, act_name)
+
+
+cdef bint _plain_fields(object neuron, PyObject** w, PyObject** b) except -1:
+    """A plain Neuron's w (a list) and b, borrowed from its instance dict; False when either is
+    missing, w is not a list, or the dict holds anything but w, b, nonlin and act -- a
+    `parameters` of the instance's own, say (the caller then asks neuron.parameters())."""
+    cdef object d = PyObject_GenericGetDict(neuron, NULL)
+    cdef PyObject* key
+    cdef PyObject* value
+    cdef Py_ssize_t pos = 0
+    w[0] = b[0] = NULL
+    while PyDict_Next(d, &pos, &key, &value):
+        if key == <PyObject*>_s_w:
+            w[0] = value
+        elif key == <PyObject*>_s_b:
+            b[0] = value
+        elif key != <PyObject*>_s_nonlin and key != <PyObject*>_s_act:
+            return False
+    return w[0] != NULL and b[0] != NULL and type(<object>w[0]) is list
