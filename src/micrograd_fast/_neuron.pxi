@@ -30,12 +30,26 @@ cdef int _activation(object nonlin, PyObject* act) except -1:
 cdef extern from *:
     """
     /* A dict's version tag (PEP 509): a new value from a global counter whenever the dict is
-       created or changed, on every path that changes it, through CPython 3.11. From 3.12 the
-       field is deprecated, and 3.13 writes instance attributes into values a materialized
-       dict shares without always renewing it, so there the memo is off. */
-    #if PY_VERSION_HEX < 0x030C0000
+       created or changed, on every path that changes it, through CPython 3.12 (deprecated
+       there, hence the pragmas). 3.13 stores instance attributes into the values a
+       materialized dict shares without renewing its tag, so there the memo is off. */
+    #if PY_VERSION_HEX < 0x030D0000
     #define MGF_DICT_VERSIONED 1
-    #define MGF_DICT_VERSION(d) (((PyDictObject*)(d))->ma_version_tag)
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic push
+    #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+    #elif defined(_MSC_VER)
+    #pragma warning(push)
+    #pragma warning(disable: 4996)
+    #endif
+    static inline uint64_t MGF_DICT_VERSION(PyObject* d) {
+        return ((PyDictObject*)d)->ma_version_tag;
+    }
+    #if defined(__GNUC__)
+    #pragma GCC diagnostic pop
+    #elif defined(_MSC_VER)
+    #pragma warning(pop)
+    #endif
     #else
     #define MGF_DICT_VERSIONED 0
     #define MGF_DICT_VERSION(d) ((uint64_t)0)
@@ -70,7 +84,7 @@ cdef int _plain_neuron(object n, PyObject** w, PyObject** b) except -2:
     b is not there (the caller then calls the neuron, which gets what -- or the error -- a
     Python access would).
 
-    The reading is memoized per dict while its version tag is unchanged (Python <= 3.11): a
+    The reading is memoized per dict while its version tag is unchanged (Python <= 3.12): a
     training loop reads the same neurons every sample, and the walk is ~300 instructions of a
     ~600-instruction neuron. Only a reading that depends on nothing but the dict is kept (all
     four names found, nonlin a bool, act a str)."""
