@@ -679,3 +679,67 @@ def test_children_given_as_a_generator(engine):
     w = v * 2
     w.backward()
     assert v.grad == 2.0
+
+
+# ---- a node's _backward saved, replaced, called, put back --------------------------------------
+
+# each builds (out, leaves) from Values and the engine module: one node per operator kind
+OP_GRAPHS = {
+    "add": lambda V, m, a, b: a + b,
+    "mul": lambda V, m, a, b: a * b,
+    "square": lambda V, m, a, b: a * a,
+    "pow": lambda V, m, a, b: a ** 3,
+    "div": lambda V, m, a, b: a / b,
+    "relu": lambda V, m, a, b: a.relu(),
+    "tanh": lambda V, m, a, b: a.tanh(),
+    "exp": lambda V, m, a, b: a.exp(),
+    "log": lambda V, m, a, b: a.log(),
+    "sigmoid": lambda V, m, a, b: a.sigmoid(),
+    "dot": lambda V, m, a, b: m.dot([a, b], [b, a], V(0.5)),
+    "sum_values": lambda V, m, a, b: m.sum_values([a, b, a]),
+    "cross_entropy": lambda V, m, a, b: m.cross_entropy([a, b], 1),
+    "hand-built": lambda V, m, a, b: V(a.data + b.data, (a, b), "+"),
+}
+
+
+def _rule_kept(V, m, kind, how):
+    a, b = V(1.5), V(0.75)
+    c = OP_GRAPHS[kind](V, m, a, b)
+    saved = c._backward
+    calls = []
+    if how == "restored":  # freeze the node, then unfreeze it
+        c._backward = lambda: None
+        c._backward = saved
+    elif how == "hooked":  # a hook that records the gradient and runs the saved rule
+        def hooked():
+            calls.append(c.grad)
+            saved()
+        c._backward = hooked
+    elif how == "called":  # the lecture: set the grad, call the rule by hand, node by node
+        c._backward = lambda: None
+        c.grad = 2.0
+        saved()
+        return a.grad, b.grad, calls
+    (c * 2.0 + 1.0).backward()
+    return a.grad, b.grad, calls
+
+
+@pytest.mark.parametrize("how", ["restored", "hooked", "called"])
+@pytest.mark.parametrize("kind", OP_GRAPHS)
+def test_saved_backward_keeps_its_rule(engine, ref, kind, how):
+    """The callable read from _backward is that node's rule, whatever _backward becomes later
+    (micrograd's is a closure): put back, called from a hook or by hand, it adds the same
+    gradients as the untouched node, on both engines."""
+    got = _rule_kept(engine.Value, engine.module, kind, how)
+    assert got == _rule_kept(ref.Value, ref.module, kind, how)
+    a, b = engine.Value(1.5), engine.Value(0.75)
+    c = OP_GRAPHS[kind](engine.Value, engine.module, a, b)
+    if how == "called":
+        c.grad = 2.0
+        c._backward()
+    else:
+        (c * 2.0 + 1.0).backward()
+    assert got[:2] == (a.grad, b.grad)
+    if kind != "hand-built":
+        assert any(g != 0 for g in got[:2])
+    assert got[2] == ([2.0] if how == "hooked" else [])

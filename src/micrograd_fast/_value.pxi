@@ -282,11 +282,14 @@ cdef class Value:
 
     @property
     def _backward(self):
-        """This node's local backward: adds its contribution to its children's grads."""
+        """This node's local backward: adds its contribution to its children's grads (the
+        callable assigned to it, or its operator's rule)."""
         cdef Py_ssize_t i = _index(self)
-        if nodes[i].op == OP_PY and _py_fn(i) != NULL:
-            return <object>_py_fn(i)
-        return self._local_backward
+        if nodes[i].op == OP_PY:
+            if _py_fn(i) != NULL:
+                return <object>_py_fn(i)
+            return _LocalBackward(self, OP_LEAF)  # made with _children, no _backward: nothing
+        return _LocalBackward(self, nodes[i].op)
 
     @_backward.setter
     def _backward(self, fn):
@@ -511,3 +514,60 @@ def _rebuild(cls, data, grad, label, state):
         for key, value in state.items():
             setattr(v, key, value)
     return v
+
+
+@cython.auto_pickle(False)  # (micrograd's closure does not pickle either)
+cdef class _LocalBackward:
+    """A node's operator rule as Value._backward hands it out: calling it adds the node's
+    contribution to its children's grads by that rule -- also once _backward has been given
+    something else, as micrograd's closure would (the lecture's "save it, replace it, call or
+    put it back"; a hook that calls the saved rule). The rule is kept at the time it is read:
+    the op, and what an assignment to _backward overwrites (a power's exponent, an n-ary
+    node's integer)."""
+    cdef Value _v
+    cdef unsigned int _op
+    cdef double _k
+    cdef int32_t _b
+
+    def __cinit__(self, Value v, unsigned int op):
+        cdef Py_ssize_t i = _index(v)
+        self._v = v
+        self._op = op
+        self._k = nodes[i].u.k if op == OP_POWK else 0.0
+        self._b = nodes[i].b if _is_ext(op) else 0
+
+    def __call__(self):
+        cdef Py_ssize_t i = _index(self._v)
+        cdef unsigned int op = nodes[i].op
+        cdef mgf_node saved
+        cdef int32_t* kids
+        if self._op == OP_LEAF:
+            return None
+        if op == self._op:
+            _backprop_node(i)
+            return None
+        if op != OP_PY:  # (a node is only ever turned into a PY node)
+            return None
+        # the node is a PY node now (_make_python_op): put the rule's layout back for the one
+        # call, then the PY layout again. The rule runs no Python code, so nothing can move.
+        saved = nodes[i]
+        if _is_ext(self._op):  # children in place; only the integer was cleared
+            nodes[i].b = self._b
+        else:  # children moved into an edge block: back into a and b
+            kids = _kids(&nodes[i])
+            nodes[i].a = kids[0] if saved.a > 0 else 0
+            nodes[i].b = kids[1] if saved.a > 1 else 0
+            nodes[i].u.k = self._k
+        nodes[i].op = self._op
+        try:
+            _backprop_node(i)
+        finally:
+            nodes[i].op = saved.op
+            nodes[i].a = saved.a
+            nodes[i].b = saved.b
+            nodes[i].u = saved.u
+        return None
+
+    def __repr__(self):
+        return f"<local backward of {self._v!r} ({_opname(_index(self._v))!r})>"
+
