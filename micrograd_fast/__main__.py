@@ -42,7 +42,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     elif command == "bench":
         from .benchmark import main as run
     elif command == "run":
-        from .dropin import run_main as run
+        from .dropin import run_main
+
+        return run_main(rest, restore=False)  # the process ends with the script
     else:
         print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
         return 2

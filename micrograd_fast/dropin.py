@@ -45,6 +45,7 @@ def _served() -> dict[str, types.ModuleType]:
     package = types.ModuleType(_NAME, "micrograd, served by micrograd_fast (micrograd_fast.dropin).")
     package.__package__ = _NAME
     package.__path__ = []  # a package with no directory: micrograd.<anything else> is not found
+    package.__file__ = sys.modules[__package__].__file__  # (micrograd_fast's __init__.py)
     setattr(package, "engine", engine)
     setattr(package, "nn", nn)
     return {_NAME: package, _NAME + ".engine": engine, _NAME + ".nn": nn}
@@ -231,8 +232,14 @@ class _ChildrenServed:
         self.util.spawnv_passfds = self.spawnv_passfds
 
 
-def run_main(argv: Sequence[str]) -> int:
-    """`python -m micrograd_fast run SCRIPT [args...]`; returns the process exit status."""
+def run_main(argv: Sequence[str], restore: bool = True) -> int:
+    """`python -m micrograd_fast run SCRIPT [args...]`; returns the process exit status.
+
+    With restore (in-process use), sys.argv, sys.path[0], __main__ and the micrograd modules
+    are put back when the script's code ends. The command line passes restore=False: the
+    process ends with the script, and what still runs then -- atexit handlers, threads the
+    script left running -- must see what the script saw (pickling a class of __main__ at exit,
+    importing micrograd late), as with `python script.py`."""
     argv = list(argv)
     if argv and argv[0] == "--":
         argv = argv[1:]
@@ -266,6 +273,8 @@ def run_main(argv: Sequence[str]) -> int:
         __loader__=importlib.machinery.SourceFileLoader("__main__", path),
         __builtins__=builtins,
     )
+    if sys.version_info < (3, 14):  # (python's __main__ has an empty one up to 3.13)
+        main.__dict__["__annotations__"] = {}
 
     saved_argv, saved_path0, saved_main = sys.argv, sys.path[:1], sys.modules.get("__main__")
     sys.argv = [script, *argv[1:]]
@@ -273,9 +282,10 @@ def run_main(argv: Sequence[str]) -> int:
     sys.modules["__main__"] = main  # so pickle and `import __main__` see the script
     was_installed = _state is not None
     install_as_micrograd()
+    children = _ChildrenServed()
+    children.__enter__()
     try:
-        with _ChildrenServed():
-            exec(code, main.__dict__)
+        exec(code, main.__dict__)
     except SystemExit as exc:
         return _exit_code(exc)
     except BaseException as exc:  # noqa: B036 -- KeyboardInterrupt is reported the same way
@@ -285,11 +295,13 @@ def run_main(argv: Sequence[str]) -> int:
         sys.excepthook(type(exc), exc, tb)
         return 130 if isinstance(exc, KeyboardInterrupt) else 1
     finally:
-        if not was_installed:
-            uninstall_as_micrograd()
-        sys.argv, sys.path[:1] = saved_argv, saved_path0
-        if saved_main is None:
-            sys.modules.pop("__main__", None)
-        else:
-            sys.modules["__main__"] = saved_main
+        if restore:
+            children.__exit__()
+            if not was_installed:
+                uninstall_as_micrograd()
+            sys.argv, sys.path[:1] = saved_argv, saved_path0
+            if saved_main is None:
+                sys.modules.pop("__main__", None)
+            else:
+                sys.modules["__main__"] = saved_main
     return 0

@@ -7,10 +7,13 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Union
 
 from . import engine as _engine  # looked up at call time, so over() can swap it
+from .engine import Value  # as micrograd's nn has it: nn.Value, `from micrograd.nn import Value`
+
+# what `from micrograd.nn import *` gives with upstream micrograd (whose nn has no __all__, so its
+# `import random` comes along: scripts written against it may use `random` after the star)
+__all__ = ["Value", "Module", "Neuron", "Layer", "MLP", "random"]
 
 if TYPE_CHECKING:
-    from .engine import Value
-
     # a layer's input: Values, or plain numbers for the first layer (as micrograd)
     Inputs = Sequence[Union[Value, float]]
 
@@ -149,4 +152,5 @@ def over(engine: ModuleType) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     setattr(module, "_engine", engine)
+    setattr(module, "Value", engine.Value)
     return module

@@ -187,6 +187,52 @@ def test_run_exit_status_is_passed_through(tmp_path):
     assert result.stderr == ""
 
 
+AT_EXIT_SCRIPT = textwrap.dedent('''
+    import atexit
+    import pickle
+    import threading
+    import time
+    from micrograd.engine import Value
+
+    class Checkpoint:
+        def __init__(self, w):
+            self.w = w
+
+    w = Value(0.5)
+
+    def save():  # runs after the script's code: __main__ and micrograd must still be its own
+        import micrograd.nn
+        blob = pickle.dumps(Checkpoint(w.data))
+        print("atexit", pickle.loads(blob).w, micrograd.nn.MLP.__module__)
+
+    def late():  # a thread still running when the script's code ends
+        time.sleep(0.2)
+        from micrograd.nn import MLP
+        print("thread", MLP.__module__, type(pickle.loads(pickle.dumps(Checkpoint(1)))).__name__)
+
+    atexit.register(save)
+    threading.Thread(target=late).start()
+''')
+
+
+def test_run_keeps_the_scripts_world_until_the_process_ends(tmp_path):
+    """atexit handlers and threads the script leaves running see its __main__ and micrograd
+    served by micrograd_fast, as after `python script.py` they see the script's world."""
+    (tmp_path / "at_exit.py").write_text(AT_EXIT_SCRIPT)
+    result = _fast(["at_exit.py"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.stdout.splitlines() == [
+        "thread micrograd_fast.nn Checkpoint", "atexit 0.5 micrograd_fast.nn"]
+
+
+def test_run_gives_the_script_pythons_globals(tmp_path):
+    (tmp_path / "names.py").write_text("print(sorted(k for k in globals() if k[:2] == '__'))\n")
+    ours, theirs = _fast(["names.py"], tmp_path), _python(["names.py"], tmp_path)
+    assert ours.returncode == theirs.returncode == 0
+    assert ours.stdout == theirs.stdout and "__file__" in ours.stdout
+
+
 def test_run_missing_script(tmp_path):
     result = _fast(["no_such_script.py"], tmp_path)
     assert result.returncode == 2
@@ -379,3 +425,24 @@ def test_ipython_extension_load_twice_unload_restores(monkeypatch, clean_install
     assert Value is micrograd_fast.engine.Value and MLP is micrograd_fast.nn.MLP
     micrograd_fast.unload_ipython_extension(None)
     assert _micrograd_entries() == before and sys.meta_path == meta_path
+
+
+def test_nn_has_value_as_micrograds_does(clean_install):
+    """micrograd's nn imports Value from its engine: `from micrograd.nn import MLP, Value`,
+    nn.Value and `from micrograd.nn import *` (which brings its `random` along) work alike."""
+    install_as_micrograd()
+    from micrograd.engine import Value
+    from micrograd.nn import MLP, Value as NnValue
+
+    assert NnValue is Value and MLP(2, [1])([1.0, 2.0]).__class__ is Value
+    names = {}
+    exec("from micrograd.nn import *", names)
+    assert set(names) - {"__builtins__"} == {"Value", "Module", "Neuron", "Layer", "MLP", "random"}
+    uninstall_as_micrograd()
+    try:
+        upstream = importlib.import_module("micrograd.nn")
+    except ImportError:
+        return
+    theirs = {}
+    exec(f"from {upstream.__name__} import *", theirs)
+    assert set(theirs) == set(names)
