@@ -1437,7 +1437,7 @@ def plot_ratios(report: Result, path: str | os.PathLike[str],
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install matplotlib") from None
+        raise SystemExit("--plot needs matplotlib: pip install 'micrograd_fast[plot]'") from None
     workloads = [w for w, e in report["results"].items()
                  if e["unit"] != "nodes" and baseline in e["engines"]]
     engines = [n for n in ENGINES if any(n in report["results"][w]["engines"] for w in workloads)]
@@ -1511,6 +1511,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for name in workloads:
         if name not in WORKLOADS:
             parser.error(f"unknown workload {name!r} (choose from {', '.join(WORKLOADS)})")
+    from .demo import check_output_path, check_plot_path
+
+    check_output_path(parser, "--json", args.json)  # before the run, not after it
+    args.plot = check_plot_path(parser, args.plot)
     size = args.size or ("quick" if args.quick else "default")
     start = time.perf_counter()
     report = run_all(engines, size=size, workloads=workloads,

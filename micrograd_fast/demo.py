@@ -254,12 +254,41 @@ def plot(path: str, model: Any, X: Points, y: Sequence[int], Value: Any,
     plt.close(fig)
 
 
-def check_plot_path(parser: argparse.ArgumentParser, path: Optional[str]) -> None:
-    """--plot's folder must exist: found before training starts, not after it."""
+def check_plot_path(parser: argparse.ArgumentParser, path: Optional[str]) -> Optional[str]:
+    """--plot's path, checked before any work is done: its folder exists, matplotlib is there
+    and writes its format. A path without an extension gets .png (what matplotlib would write),
+    so the path reported afterwards is the file written."""
+    if not path:
+        return path
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        parser.error(f"--plot {path}: there is no folder {folder}")
+    if os.path.isdir(path):
+        parser.error(f"--plot {path}: that is a folder; give a file name, such as "
+                     f"{os.path.join(path, 'plot.png')}")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+    except ImportError:
+        parser.error("--plot needs matplotlib: pip install 'micrograd_fast[plot]'")
+    extension = os.path.splitext(path)[1][1:].lower()
+    if not extension:
+        return path + ".png"
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if extension not in formats:
+        parser.error(f"--plot {path}: matplotlib does not write .{extension} files (it writes "
+                     f"{', '.join(sorted(formats))})")
+    return path
+
+
+def check_output_path(parser: argparse.ArgumentParser, option: str, path: Optional[str]) -> None:
+    """An output file's folder must exist: found before the work, not after it."""
     if path:
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
-            parser.error(f"--plot {path}: there is no folder {folder}")
+            parser.error(f"{option} {path}: there is no folder {folder}")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -288,7 +317,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         parser.error("--steps must be at least 1")
     if args.samples < 2:
         parser.error("--samples must be at least 2 (one point of each moon)")
-    check_plot_path(parser, args.plot)
+    args.plot = check_plot_path(parser, args.plot)
     if args.engine == "micrograd" and (args.replay or args.optim != "sgd"):
         parser.error("--replay and --optim adam need this package's engines (fast, reference)")
 

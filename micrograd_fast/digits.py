@@ -243,7 +243,7 @@ def plot(path: str, history: History, data: Data, predictions: list[int]) -> Non
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SystemExit('--plot needs matplotlib: pip install "micrograd_fast[demo]"') from None
+        raise SystemExit("--plot needs matplotlib: pip install 'micrograd_fast[plot]'") from None
     wrong = [i for i, (p, t) in enumerate(zip(predictions, data.y_test)) if p != t]
     shown = wrong[:24]
     fig = plt.figure(figsize=(15, 5.2))
@@ -350,7 +350,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.optim = "sgd" if args.engine == "micrograd" else "adam"
     if args.lr is not None and not args.lr > 0:
         parser.error("--lr must be positive")
-    check_plot_path(parser, args.plot)
+    args.plot = check_plot_path(parser, args.plot)
     lr = args.lr if args.lr is not None else DEFAULT_LR[args.optim]
 
     try:

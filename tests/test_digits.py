@@ -120,12 +120,24 @@ def test_more_bad_options_fail_before_training(capsys, tmp_path):
     for args, message in [(["digits", "--lr", "-1"], "--lr must be positive"),
                           (["digits", "--plot", str(tmp_path / "no" / "x.png")], "there is no folder"),
                           (["demo", "--samples", "0"], "--samples must be at least 2"),
-                          (["demo", "--plot", str(tmp_path / "no" / "x.png")], "there is no folder")]:
+                          (["demo", "--plot", str(tmp_path / "no" / "x.png")], "there is no folder"),
+                          (["demo", "--plot", str(tmp_path / "x.xyz")], "does not write .xyz"),
+                          (["digits", "--plot", str(tmp_path)], "that is a folder"),
+                          (["bench", "--json", str(tmp_path / "no" / "b.json")],
+                           "there is no folder"),
+                          (["bench", "--plot", str(tmp_path / "x.xyz")], "does not write .xyz")]:
         with pytest.raises(SystemExit) as exc:
             cli(args)
         assert exc.value.code == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
+
+
+def test_plot_without_extension_is_a_png_and_said_so(capsys, tmp_path):
+    assert cli(["demo", "--steps", "1", "--samples", "8", "--no-progress",
+                "--plot", str(tmp_path / "curves")]) == 0
+    assert f"plot saved to {tmp_path / 'curves.png'}" in capsys.readouterr().out
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_digits_on_upstream_micrograd_defaults_to_sgd(capsys):

@@ -37,6 +37,9 @@ def main(argv=None):
     p.add_argument("--engine", choices=demo.ENGINES, default="fast")
     p.add_argument("--samples", type=int, default=100, help="moons data points")
     args = p.parse_args(argv)
+    if args.steps <= args.warmup:
+        p.error(f"--steps ({args.steps}) must be more than --warmup ({args.warmup}): memory is "
+                "compared after the warm-up")
 
     Value, nn = demo.load_engine(args.engine)
     stats = None
