@@ -394,11 +394,14 @@ def test_parameters_overridden_on_an_instance_are_honoured(engine):
 
 @pytest.mark.parametrize("case", ["plain", "float-weight", "subclass-neuron", "subclass-layer",
                                   "missing-bias", "one-neuron-hidden", "float-inputs",
-                                  "weight-rewires-next-layer"])
+                                  "weight-rewires-next-layer", "short-w-hidden",
+                                  "long-w-hidden"])
 def test_mlp_paths_give_the_reference_nodes_and_numbers(engine, ref, case):
     """MLP.__call__ runs plain hidden layers on node indices in the compiled engine; whatever
     sits in the model, the outputs, gradients and graph (nodes, edges, ops) equal the
     reference's (which calls every layer and neuron), or the same exception is raised."""
+    popped = []
+
     def run(nn, Value):
         random.seed(21)
         model = nn.MLP(3, [4, 5, 4, 2], act='tanh')
@@ -418,6 +421,11 @@ def test_mlp_paths_give_the_reference_nodes_and_numbers(engine, ref, case):
             model.layers[2] = halving
         if case == "missing-bias":
             del model.layers[1].neurons[0].b
+        if case == "short-w-hidden":  # fewer weights than inputs: pairs stop at the shorter
+            popped.append(model.layers[1].neurons[0].w.pop())  # (kept alive, as a user might)
+            model.layers[2].neurons[3].w = model.layers[2].neurons[3].w[:2]
+        if case == "long-w-hidden":
+            model.layers[1].neurons[1].w.append(Value(9.0))
         if case == "weight-rewires-next-layer":
             # a weight whose conversion (Python code, run while layer 1 is computed) puts a
             # subclass neuron into layer 2: layer 2 must be looked at again after it
@@ -528,3 +536,68 @@ def test_neuron_changed_inside_a_loop_is_seen(engine, ref):
     got = run(engine)
     assert got == run(ref)
     assert len(set(got)) > 4
+
+
+@pytest.mark.parametrize("bad", ["float", "tuple"])
+def test_layer_zero_grad_changes_nothing_when_it_fails(engine, bad):
+    """A weight that is not a Value in a later neuron: zero_grad() raises TypeError before any
+    grad of the layer is set (the reference builds the whole list first)."""
+    random.seed(2)
+    model = engine.nn.MLP(2, [3, 1], act="tanh")
+    model([1.0, 2.0]).backward()
+    layer = model.layers[0]
+    if bad == "float":
+        layer.neurons[2].w[0] = 0.5
+    else:
+        layer.neurons[2].w = tuple(layer.neurons[2].w)
+    before = [v.grad for n in layer.neurons[:2] for v in n.w + [n.b]]
+    assert any(before)
+    with pytest.raises(TypeError):
+        layer.zero_grad()
+    assert [v.grad for n in layer.neurons[:2] for v in n.w + [n.b]] == before
+
+
+def test_layer_fields_rebound_by_a_gc_callback_mid_forward(engine):
+    """A garbage-collector callback (Python code that may run at any allocation) that rebinds
+    the neurons' weights while Layer.__call__ runs: the old weights stay alive for the neuron
+    being computed, and every output is the right number."""
+    import gc
+
+    random.seed(1)
+    layer = engine.nn.Layer(3, 2)
+    x = [engine.Value(v) for v in (0.5, -1.25, 2.0)]
+    state = {"countdown": -1}
+    junk = []
+
+    def callback(phase, info):
+        if phase != "start" or state["countdown"] < 0:
+            return
+        state["countdown"] -= 1
+        if state["countdown"] == 0:
+            state["countdown"] = -1
+            fresh = [[engine.Value(1.0) for _ in range(3)] for _ in layer.neurons]
+            spare = [[] for _ in range(200)]  # (fills the list freelist: the old lists are
+            del spare  # really freed below, their memory reused)
+            for n, w in zip(layer.neurons, fresh):
+                n.w = w  # the old lists lose their last reference held by the neurons
+            junk.extend((float(i), float(i), float(i)) for i in range(5000))  # reuse memory
+
+    gc.callbacks.append(callback)
+    threshold = gc.get_threshold()
+    outs = []
+    try:
+        for k in range(1, 8):
+            for n in layer.neurons:
+                n.w = [engine.Value(1.0) for _ in range(3)]
+            hold = None
+            hold = [engine.Value(0.0) for _ in range(9000)]  # (empties the Value freelist)
+            state["countdown"] = k
+            gc.set_threshold(1)
+            outs.append([o.data for o in layer(x)])
+            gc.set_threshold(*threshold)
+            junk.clear()
+        del hold
+    finally:
+        gc.set_threshold(*threshold)
+        gc.callbacks.remove(callback)
+    assert outs == [[1.25, 1.25]] * 7

@@ -214,7 +214,7 @@ cdef Py_ssize_t _neuron_on_indices(object ws, int32_t* xi, Py_ssize_t m, object 
     cdef Py_ssize_t i
     if not (type(ws) is list and _live_value(<PyObject*>bias)):
         return 0
-    i = _dot_act_node(ws, xi, m, bias, act)
+    i = _dot_act_node(ws, xi, min(m, len(<list>ws)), bias, act)  # (pairs stop at the shorter)
     if i:
         nodes[i].nref += 1  # the caller's
     return i
@@ -239,7 +239,11 @@ cdef list _layer(object neurons, object x, object neuron_type):
                 out.append(n(x))
                 xs_live = _all_live(xseq)  # Python code ran: look again
                 continue
-            out.append(_neuron(<object>w, xseq, xs_live, &held, <object>b, <unsigned int>act))
+            # (strong references: _neuron's _fresh() may run a GC pass, whose callbacks may
+            # rebind the neuron's fields and free what the dict held)
+            ws = <object>w
+            bias = <object>b
+            out.append(_neuron(ws, xseq, xs_live, &held, bias, <unsigned int>act))
     finally:
         _let_go(&held)
     return out
@@ -363,26 +367,39 @@ def neuron_parameters(neurons, neuron_type, list out=None):
 
 
 def zero_grad_neurons(neurons, neuron_type):
-    """``zero_grads(neuron_parameters(neurons, neuron_type))`` without building the list: each
-    plain Neuron's w and b grads set to 0 straight from its dict (Layer.zero_grad)."""
+    """``zero_grads(neuron_parameters(neurons, neuron_type))``: when every neuron is a plain
+    Neuron whose w and b are Values with nodes, their grads are set to 0 straight from their
+    dicts, without building the list; otherwise the list is built, and zero_grads checks all of
+    it before setting anything (so a bad weight anywhere leaves every grad as it was)."""
+    cdef list ns = neurons if type(neurons) is list else list(neurons)
+    cdef Py_ssize_t count = len(ns), j, k, m
+    cdef PyObject** fields = <PyObject**>PyMem_Malloc(<size_t>(2 * count + 1) * sizeof(PyObject*))
     cdef PyObject* w
     cdef PyObject* b
     cdef PyObject** items
-    cdef Py_ssize_t k, n
-    for neuron in neurons:
-        if type(neuron) is neuron_type and _plain_fields(neuron, &w, &b):
-            if _live_value(b):
-                items = PySequence_Fast_ITEMS(<object>w)
-                n = len(<list>w)
-                for k in range(n):
-                    if not _live_value(items[k]):
-                        break
-                else:
-                    for k in range(n):
-                        nodes[MGF_IDX(items[k])].grad = 0.0
-                    nodes[MGF_IDX(b)].grad = 0.0
-                    continue
-        zero_grads(neuron.parameters())
+    cdef bint plain = True
+    if fields == NULL:
+        raise MemoryError()
+    try:
+        for j in range(count):  # check them all first (no Python code runs here)
+            n = ns[j]
+            if not (type(n) is neuron_type and _plain_fields(n, &w, &b) and _live_value(b)
+                    and _all_live(<object>w)):
+                plain = False
+                break
+            fields[2 * j] = w
+            fields[2 * j + 1] = b
+        if plain:  # then zero them, from the fields just read (still what the dicts hold)
+            for j in range(count):
+                items = PySequence_Fast_ITEMS(<object>fields[2 * j])
+                m = PySequence_Fast_GET_SIZE(<object>fields[2 * j])
+                for k in range(m):
+                    nodes[MGF_IDX(items[k])].grad = 0.0
+                nodes[MGF_IDX(fields[2 * j + 1])].grad = 0.0
+            return
+    finally:
+        PyMem_Free(fields)
+    zero_grads(neuron_parameters(ns, neuron_type))
 
 
 cdef object _dot(object ws, object xs, object bias):
