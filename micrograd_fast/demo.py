@@ -298,7 +298,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "with an SVM max-margin loss, L2 regularization and SGD with a decaying learning rate.",
     )
     parser.add_argument("--steps", type=int, default=100, help="training steps (default 100)")
-    parser.add_argument("--seed", type=int, default=1337, help="seed for the data and the weights")
+    parser.add_argument("--seed", type=int, default=1337,
+                        help="seed for the data and the weights (default 1337)")
     parser.add_argument("--samples", type=int, default=100, help="data points (default 100)")
     parser.add_argument("--engine", choices=ENGINES, default="fast",
                         help="fast (this package), reference (pure Python) or micrograd (upstream)")

@@ -743,3 +743,37 @@ def test_saved_backward_keeps_its_rule(engine, ref, kind, how):
     if kind != "hand-built":
         assert any(g != 0 for g in got[:2])
     assert got[2] == ([2.0] if how == "hooked" else [])
+
+
+@pytest.mark.parametrize("kind", ["mul", "dot", "softmax"])
+def test_saved_rule_after_the_value_is_made_anew(engine, ref, kind):
+    """__init__ run again makes the Value a new node: a rule saved from the old one reaches
+    nothing through it (micrograd's closure would still update the old children; both of our
+    engines do nothing), whatever the new node is."""
+    def run(E):
+        xs = [E.Value(float(v)) for v in (2.0, 3.0, 5.0, 7.0)]
+        if kind == "mul":
+            v = xs[0] * xs[1]
+        elif kind == "dot":
+            v = E.module.dot(xs[:3], [xs[2], xs[3], xs[0]], xs[3])
+        else:
+            v = E.module.softmax(xs)[3]
+        rule = v._backward
+        v.__init__(1.5, (xs[2], xs[3]) if kind == "mul" else (xs[0],))
+        v.grad = 1.0
+        rule()
+        return [x.grad for x in xs]
+
+    assert run(engine) == run(ref) == [0.0] * 4
+
+
+def test_saved_rule_copies(engine):
+    """copy and deepcopy of a rule give a callable that does what the rule does."""
+    a, b = engine.Value(2.0), engine.Value(3.0)
+    c = a * b
+    rule = c._backward
+    c.grad = 1.0
+    copy.copy(rule)()
+    assert (a.grad, b.grad) == (3.0, 2.0)
+    if engine.name == "c":  # (a function to micrograd: copies are the object itself)
+        assert copy.copy(rule) is rule and copy.deepcopy(rule) is rule

@@ -525,6 +525,7 @@ cdef class _LocalBackward:
     the op, and what an assignment to _backward overwrites (a power's exponent, an n-ary
     node's integer)."""
     cdef Value _v
+    cdef uint64_t _seq  # the node's creation number: __init__ run again binds _v to another
     cdef unsigned int _op
     cdef double _k
     cdef int32_t _b
@@ -532,6 +533,7 @@ cdef class _LocalBackward:
     def __cinit__(self, Value v, unsigned int op):
         cdef Py_ssize_t i = _index(v)
         self._v = v
+        self._seq = nodes[i].seq
         self._op = op
         self._k = nodes[i].u.k if op == OP_POWK else 0.0
         self._b = nodes[i].b if _is_ext(op) else 0
@@ -541,8 +543,8 @@ cdef class _LocalBackward:
         cdef unsigned int op = nodes[i].op
         cdef mgf_node saved
         cdef int32_t* kids
-        if self._op == OP_LEAF:
-            return None
+        if self._op == OP_LEAF or nodes[i].seq != self._seq:
+            return None  # (the Value was made anew: its old node's rule has nothing to reach)
         if op == self._op:
             _backprop_node(i)
             return None
@@ -567,6 +569,12 @@ cdef class _LocalBackward:
             nodes[i].b = saved.b
             nodes[i].u = saved.u
         return None
+
+    def __copy__(self):  # a function, as micrograd's closure: copies are the object itself
+        return self
+
+    def __deepcopy__(self, memo):
+        return self
 
     def __repr__(self):
         return f"<local backward of {self._v!r} ({_opname(_index(self._v))!r})>"
