@@ -101,10 +101,11 @@ cdef inline Py_ssize_t _index(Value v) except 0:
 cdef tuple _child_values(Py_ssize_t i):
     """Node i's children as Values, in order (made where their facades are gone)."""
     global pinned
-    cdef list out = []
+    cdef list out
     cdef Py_ssize_t k
     pinned += 1  # making facades may run Python code (a GC pass): keep indices still
     try:
+        out = []  # (an allocation too: after the pin)
         if _is_ext(nodes[i].op):
             for k in range(nodes[i].a):
                 out.append(_facade(_kids(&nodes[i])[k]))  # (the arena may grow meanwhile)
@@ -183,8 +184,11 @@ cdef int _value_clear(PyObject* o) noexcept:
     cdef PyObject* d = (<Value>o)._dict
     cdef Py_ssize_t i = (<Value>o)._i
     cdef PyObject* fn
+    global pinned
     (<Value>o)._dict = NULL
+    pinned += 1  # (the dict's contents may run any code when they go: i must stay put)
     Py_XDECREF(d)
+    pinned -= 1
     if i and _sole_owner(i):
         # the callable is what closes the cycles; the held Values stay until the node goes
         if nodes[i].op == OP_PY and nodes[i].b:
@@ -225,7 +229,7 @@ cdef void _value_dealloc(PyObject* o) noexcept:
     The common case -- a facade whose node lives on in its parent -- runs no Python code and so
     needs no saving of a pending exception; anything that may run Python code (an instance
     dict, freeing nodes that own callables) saves and restores it around."""
-    global _n_free
+    global _n_free, pinned
     cdef Py_ssize_t i = (<Value>o)._i
     cdef PyObject* d = (<Value>o)._dict
     cdef PyObject** anchor = <PyObject**>(<char*>o + _anchor_offset)
@@ -234,20 +238,26 @@ cdef void _value_dealloc(PyObject* o) noexcept:
     cdef PyObject* etb
     if PyObject_GC_IsTracked(o):
         PyObject_GC_UnTrack(o)
+    if i and facades[i] == o:
+        # detached first: code that runs below (weak reference callbacks, the contents of its
+        # dict dying) and asks the node for its Value gets a new one, never this dying object
+        facades[i] = NULL
     if (<PyObject**>(<char*>o + _value_type.tp_weaklistoffset))[0] != NULL:
+        pinned += 1  # (and cannot move the node: i stays its index)
         PyObject_ClearWeakRefs(o)
+        pinned -= 1
     (<Value>o)._i = 0
     if d == NULL and anchor[0] == NULL and i and nodes[i].nref > 1:
-        facades[i] = NULL
         nodes[i].nref -= 1
     else:
         PyErr_Fetch(&etype, &evalue, &etb)
         (<Value>o)._dict = NULL
+        pinned += 1
         Py_XDECREF(d)
         Py_XDECREF(anchor[0])
         anchor[0] = NULL
+        pinned -= 1
         if i:
-            facades[i] = NULL
             _release_noexcept(i)
         PyErr_Restore(etype, evalue, etb)
     if <_TypeSlots*>Py_TYPE(o) == _value_type and _n_free < FREELIST_SIZE:

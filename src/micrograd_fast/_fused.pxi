@@ -237,7 +237,11 @@ cdef list _layer(object neurons, object x, object neuron_type):
             act = _plain_neuron(n, &w, &b) if type(n) is neuron_type else -1
             if act < 0:
                 out.append(n(x))
-                xs_live = _all_live(xseq)  # Python code ran: look again
+                # Python code ran: look at the inputs again (they may be other Values now)
+                _let_go(&held)
+                xs_live = _all_live(xseq)
+                if xs_live and not _grad_off():
+                    _hold_values(&held, xseq)
                 continue
             # (strong references: _neuron's _fresh() may run a GC pass, whose callbacks may
             # rebind the neuron's fields and free what the dict held)
@@ -268,6 +272,8 @@ cdef object _neuron(object ws, object xseq, bint xs_live, _Held* x, object bias,
         return _neuron_general(ws, xseq, bias, act)
     out = _fresh()  # may run Python code (a GC pass): before the items and indices are read
     n = min(len(<list>ws), PySequence_Fast_GET_SIZE(xseq))  # (xseq: a list or tuple)
+    if x.idx != NULL and n > x.n:  # (inputs appended by that code have no held node)
+        n = x.n
     if _grad_off():  # no graph: dot()'s leaf, the activation applied to its number in place
         _reserve_slots(1)
         if not _dot_leaf(out, ws, xseq, MGF_IDX(<PyObject*>bias)):
@@ -463,14 +469,19 @@ cdef object _dot_general(object wseq, object xseq, Py_ssize_t n, object bias):
     items.append(_as_item(bias, "dot"))
     out = _fresh()
     _reserve_slots(len(items) + 1)
-    for k in range(n):
-        wpart.append(_item_index(items[2 * k]))
-        xpart.append(_item_index(items[2 * k + 1]))
-    ib = _item_index(items[2 * n])
-    acc = nodes[ib].data
-    for k in range(n):
-        acc = acc + nodes[<Py_ssize_t>wpart[k]].data * nodes[<Py_ssize_t>xpart[k]].data
-    return _own(out, _op_fused(OP_DOT, acc, [ib] + wpart + xpart))
+    global pinned
+    pinned += 1  # the numbers' leaves are nobody's until the dot node is made, and the lists
+    try:  # below are allocations (a GC pass may run any code): no compaction meanwhile
+        for k in range(n):
+            wpart.append(_item_index(items[2 * k]))
+            xpart.append(_item_index(items[2 * k + 1]))
+        ib = _item_index(items[2 * n])
+        acc = nodes[ib].data
+        for k in range(n):
+            acc = acc + nodes[<Py_ssize_t>wpart[k]].data * nodes[<Py_ssize_t>xpart[k]].data
+        return _own(out, _op_fused(OP_DOT, acc, [ib] + wpart + xpart))
+    finally:
+        pinned -= 1
 
 
 def sum_values(values, start=0):

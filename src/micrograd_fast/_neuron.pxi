@@ -87,7 +87,8 @@ cdef int _plain_neuron(object n, PyObject** w, PyObject** b) except -2:
     The reading is memoized per dict while its version tag is unchanged (Python <= 3.12): a
     training loop reads the same neurons every sample, and the walk is ~300 instructions of a
     ~600-instruction neuron. Only a reading that depends on nothing but the dict is kept (all
-    four names found, nonlin a bool, act a str)."""
+    four names found, nonlin a bool or an int, act a str). Other kinds of nonlin or act: -1, so
+    that the neuron reads them itself -- no Python code runs here."""
     cdef object d = PyObject_GenericGetDict(n, NULL)
     cdef _NeuronMemo* memo = NULL
     cdef PyObject* nonlin = NULL
@@ -117,18 +118,21 @@ cdef int _plain_neuron(object n, PyObject** w, PyObject** b) except -2:
         found += 1  # (four distinct keys: four matches are all of them)
     if w[0] == NULL or b[0] == NULL:
         return -1
-    if found == 4 and memo != NULL and type(<object>nonlin) is bool and \
-            type(<object>act_name) is str:
-        act = _activation(<object>nonlin, act_name)  # (no Python code runs for these)
+    if act_name == NULL:  # maybe not interned, or not there (the class default: relu)
+        act_name = PyDict_GetItemWithError(d, _s_act)
+    if nonlin == NULL or not (type(<object>nonlin) is bool or type(<object>nonlin) is int) or \
+            (act_name != NULL and type(<object>act_name) is not str):
+        # the neuron itself reads these, after its dot, as Neuron.__call__ does: their
+        # truth or comparison may run Python code (which must not run with fields borrowed)
+        return -1
+    act = _activation(<object>nonlin, act_name)  # (no Python code runs for these types)
+    if found == 4 and memo != NULL:
         memo.d = <PyObject*>d
         memo.version = MGF_DICT_VERSION(<PyObject*>d)
         memo.w = w[0]
         memo.b = b[0]
         memo.act = act
-        return act
-    if act_name == NULL:  # maybe not interned, or a class attribute
-        act_name = PyDict_GetItemWithError(d, _s_act)
-    return _activation(<object>nonlin if nonlin != NULL else n.nonlin, act_name)
+    return act
 
 
 cdef bint _plain_fields(object neuron, PyObject** w, PyObject** b) except -1:

@@ -227,8 +227,10 @@ cdef class Value:
     @label.setter
     def label(self, value):
         cdef Py_ssize_t i = _bound(self)
-        _labels[nodes[i].seq] = value
+        old = _labels.get(nodes[i].seq)  # kept until the flag is set: its __del__ may run any
+        _labels[nodes[i].seq] = value    # code (even a compaction that moves this node)
         nodes[i].flags |= FLAG_LABEL
+        old = None
 
     @label.deleter
     def label(self):
@@ -242,8 +244,10 @@ cdef class Value:
     @_op.setter
     def _op(self, value):
         cdef Py_ssize_t i = _bound(self)
+        old = _opnames.get(nodes[i].seq)  # (kept until the flag is set: see label)
         _opnames[nodes[i].seq] = value
         nodes[i].flags |= FLAG_OPNAME
+        old = None
 
     @_op.deleter
     def _op(self):
@@ -260,8 +264,8 @@ cdef class Value:
         # of its own does the same. A Value still being made (no children, no parents yet) gets
         # these children: its node is made again with them, keeping data, grad, op, label and
         # an assigned _backward. Other nodes cannot change their children.
+        cdef list kids = list(children)  # (user iteration: before any index is read)
         cdef Py_ssize_t i = _bound(self)
-        cdef list kids = list(children)
         cdef object fn = None
         if not kids and _child_count(i) == 0:
             return
@@ -294,16 +298,22 @@ cdef class Value:
     @_backward.setter
     def _backward(self, fn):
         cdef Py_ssize_t i
-        cdef PyObject* old
+        cdef PyObject* old = NULL
         cdef PyExtra* x
         if not callable(fn):
             raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
         i = _bound(self)
-        _make_python_op(i)
-        x = _pyx_of(i)
-        old = x.fn
-        Py_INCREF(fn)
-        x.fn = <PyObject*>fn
+        # making the node's children Values may run Python code (a GC pass), which could even
+        # make this Value anew and let go of node i: the node is held until fn is in place
+        nodes[i].nref += 1
+        try:
+            _make_python_op(i)
+            x = _pyx_of(i)
+            old = x.fn
+            Py_INCREF(fn)
+            x.fn = <PyObject*>fn
+        finally:
+            _release(i)
         _track(self)  # fn may refer back to this Value (the lecture's closures do)
         Py_XDECREF(old)
 
