@@ -96,25 +96,32 @@ def test_replaced_label_whose_del_compacts(engine, field):
     assert all(f.label == "" and f._op == "" for f in state["fill"])
 
 
-def test_value_cleared_by_the_collector_while_its_dict_compacts(engine):
+def test_value_cleared_by_the_collector_while_its_dict_compacts(c_engine):
+    """(Arena internals: the compiled engine's compaction and slot reuse.) The collector clears
+    a Value whose dict holds the only reference to a plain Value with a weak reference whose
+    callback compacts the arena and puts another node, with a _backward of its own, on the
+    cleared Value's old slot: that node keeps its _backward."""
+    Value, state = c_engine.Value, {}
     gc.disable()
     try:
-        w = engine.Value(0.5)
-        state = {"big": _big(engine)}
-        s = engine.Value(1.0)
-        s.__dict__["w"] = w
-        s.__dict__["self"] = s  # a cycle: only the collector frees s
+        w = Value(0.5)  # below the big graph: its node never moves
+        state["big"] = _big(c_engine)
+        s = Value(1.0)
+        d = s.__dict__  # s has a dict now: its node keeps s (a cycle only the collector frees)
+        d["w"] = w  # (a plain Value is not tracked: it dies when the dict is dropped)
 
-        def callback(ref):
+        def callback(ref):  # runs while the collector clears s, after s's index was read
             del state["big"]
-            engine.Value(0.0)  # compacts: nodes move
-            c = engine.Value(2.0)
-            state["victim"] = victim = engine.Value(5.0, (c,))
+            Value(0.0)  # compacts: s's node moves down
+            top = c_engine.arena_stats()["high_water"]
+            state["fill"] = [Value(0.0) for _ in range(50_001 - top - 1)]
+            c = Value(2.0)
+            state["victim"] = victim = Value(5.0, (c,))  # on s's old slot
             state["fn"] = fn = (lambda: None)
             victim._backward = fn
 
         ref = weakref.ref(w, callback)  # noqa: F841
-        del s, w
+        del s, d, w
         gc.collect()
         assert state["victim"]._backward is state["fn"]
     finally:
@@ -181,40 +188,54 @@ def test_layer_inputs_changed_by_neuron_code(engine, ref, how):
     assert _neurons_case(engine, how) == _neurons_case(ref, how)
 
 
-def test_dot_with_numbers_while_the_collector_compacts(engine, collector_hook):
-    state = {"big": _big(engine), "armed": False}
-    w = [engine.Value(2.0), engine.Value(3.0)]
-
+def _compacting_hook(engine, state):
+    """A gc callback that, once armed, frees state's big graph and refills the arena: the next
+    operation compacts (node indices move) and the old slots hold other nodes."""
     def hook(phase, info):
         if state["armed"] and phase == "start":
             state["armed"] = False
             state.pop("big", None)
             state["fill"] = [engine.Value(7.0) for _ in range(60_000)]
 
+    return hook
+
+
+def test_dot_with_numbers_while_the_collector_compacts(c_engine, collector_hook):
+    """(Arena internals.) dot() with numbers makes their leaves first, the dot node last: a
+    collection in between (it waits for the moment the arena holds nodes nobody owns yet) that
+    compacts must not drop or move those leaves."""
+    Value, check = c_engine.Value, c_engine.module._check_arena
+    state = {"big": _big(c_engine), "armed": False}
+    w = [Value(2.0), Value(3.0)]
+
+    def hook(phase, info):
+        if not state["armed"] or phase != "start":
+            return
+        try:
+            check()
+        except AssertionError:  # the operation's new nodes, not owned yet: now
+            state["armed"] = False
+            del state["big"]
+            state["fill"] = [Value(7.0) for _ in range(60_000)]
+
     collector_hook(hook)
-    for _ in range(20):
-        spare = [[] for _ in range(300)]  # (lists are then new allocations)
-        del spare
+    for _ in range(50):
+        spare = [[] for _ in range(300)]  # noqa: F841 (held: lists are new allocations)
         state["armed"] = True
-        out = engine.module.dot(w, [0.5, 0.25], 1.0)
+        out = c_engine.module.dot(w, [0.5, 0.25], 1.0)
+        state["armed"] = False
         assert out.data == 2.75
         assert sorted(c.data for c in out._prev) == [0.25, 0.5, 1.0, 2.0, 3.0]
+        if "fill" in state:
+            break
 
 
 def test_prev_read_while_the_collector_compacts(engine, collector_hook):
     state = {"big": _big(engine), "armed": False}
     a, b = engine.Value(2.0), engine.Value(3.0)
     v = a * b
-    spare = [[] for _ in range(300)]
-    del spare
-
-    def hook(phase, info):
-        if state["armed"] and phase == "start":
-            state["armed"] = False
-            state.pop("big", None)
-            state["fill"] = [engine.Value(9.0) for _ in range(60_000)]
-
-    collector_hook(hook)
+    spare = [[] for _ in range(300)]  # (held: the list freelist is empty)  # noqa: F841
+    collector_hook(_compacting_hook(engine, state))
     state["armed"] = True
     kids = v._prev
     assert sorted(k.data for k in kids) == [2.0, 3.0]
@@ -222,11 +243,11 @@ def test_prev_read_while_the_collector_compacts(engine, collector_hook):
 
 @pytest.mark.parametrize("at", [1, 2, 3])
 def test_backward_assigned_while_the_collector_remakes_the_value(engine, collector_hook, at):
-    drain = [engine.Value(0.0) for _ in range(9000)]
-    a, b = engine.Value(2.0), engine.Value(3.0)
+    drain = [engine.Value(0.0) for _ in range(9000)]  # noqa: F841 (held: the Value freelist
+    a, b = engine.Value(2.0), engine.Value(3.0)  # is empty, the children's Values are new)
     v = a + b
     del a, b
-    del drain
+    more = [engine.Value(0.0) for _ in range(10)]  # noqa: F841
     state = {"count": 0}
 
     def hook(phase, info):
@@ -235,8 +256,9 @@ def test_backward_assigned_while_the_collector_remakes_the_value(engine, collect
             if state["count"] == at:
                 v.__init__(6.0)  # v made anew: the node being edited loses its Value
 
-    spare = [[] for _ in range(300)]
-    del spare
+    spare = [[] for _ in range(300)]  # noqa: F841 (held: lists and tuples are new objects)
+    pairs = [(i, i) for i in range(3000)]  # noqa: F841
+    gc.collect()
     fn = lambda: None  # noqa: E731
     collector_hook(hook)
     v._backward = fn
