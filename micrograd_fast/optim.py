@@ -133,6 +133,19 @@ class Optimizer:
     def _hyper(self) -> dict[str, Any]:
         return {k: v for k, v in self.param_groups[0].items() if k != "params"}
 
+    def _step_group(self) -> dict[str, Any]:
+        """param_groups[0] for a step. The constructor and the lr setter store plain floats
+        there; anything else written into it directly (a numpy float32, a Decimal, a tensor) is
+        checked and converted first, as the constructor would, so that both engines step with
+        the same Python floats (and a bad value is the same error on both)."""
+        group = self.param_groups[0]
+        for key, v in group.items():
+            t = type(v)
+            if not (t is float or t is bool or key == "params"
+                    or (t is tuple and all(type(b) is float for b in v))):
+                return self._check(group)
+        return group
+
     def zero_grad(self) -> None:
         """Set every parameter's grad to 0.0."""
         self._own_params()
@@ -243,7 +256,7 @@ class SGD(Optimizer):
     def step(self) -> None:
         """One update of every parameter from its grad."""
         self._own_params()
-        group = self.param_groups[0]
+        group = self._step_group()
         lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
         nesterov, keep = group["nesterov"], 1 - group["dampening"]
         first = not self._has_buffer
@@ -279,7 +292,11 @@ class Adam(Optimizer):
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
 
     def _check(self, hyper: dict[str, Any]) -> dict[str, Any]:
-        beta1, beta2 = (float(b) for b in hyper["betas"])
+        betas = tuple(hyper["betas"])
+        for b in betas:
+            if not isinstance(b, numbers.Real):  # (a string is not converted: as torch)
+                raise TypeError(f"betas must be real numbers, not {type(b).__name__!r}")
+        beta1, beta2 = (float(b) for b in betas)
         for i, b in enumerate((beta1, beta2)):
             if not 0.0 <= b < 1.0:
                 raise ValueError(f"Invalid beta parameter at index {i}: {b}")
@@ -290,7 +307,7 @@ class Adam(Optimizer):
     def step(self) -> None:
         """One update of every parameter from its grad."""
         self._own_params()
-        group = self.param_groups[0]
+        group = self._step_group()
         lr, (beta1, beta2), eps, weight_decay = (
             group["lr"], group["betas"], group["eps"], group["weight_decay"])
         self._step_count += 1

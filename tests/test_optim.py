@@ -289,3 +289,44 @@ def test_a_bad_state_dict_changes_nothing(engine):
         with pytest.raises(ValueError):
             opt.load_state_dict(sd)
         assert opt.state_dict() == before
+
+
+@pytest.mark.parametrize("value", ["float32", "float16", "int", "fraction", "decimal", "str"])
+@pytest.mark.parametrize("key", ["lr", "momentum", "weight_decay", "eps", "betas"])
+@pytest.mark.parametrize("name", ["sgd-momentum", "adam-l2", "adamw"])
+def test_settings_written_into_param_groups(c_engine, ref, name, key, value):
+    """A schedule that writes param_groups[0][key] directly, as torch code does, with a value
+    that is not a plain float: both engines step with the same floats (the value checked and
+    converted as the constructor would), or raise the same error."""
+    import fractions
+    from decimal import Decimal
+
+    np = pytest.importorskip("numpy")
+    make = {"float32": np.float32, "float16": np.float16, "int": lambda x: int(x * 10) or 1,
+            "fraction": fractions.Fraction, "decimal": lambda x: Decimal(repr(x)),
+            "str": repr}[value]
+
+    def run(engine):
+        model, X, y = problem(engine, (3, 1), 10)
+        opt = CONFIGS[name](model.parameters())
+        group = opt.param_groups[0]
+        if key not in group:
+            return None
+        trace = []
+        try:
+            for k in range(3):
+                loss, _ = demo.svm_loss(model, X, y, engine.Value)
+                opt.zero_grad()
+                loss.backward()
+                group[key] = (tuple(make(b) for b in (0.5, 0.9)) if key == "betas"
+                              else make(0.05 / (k + 1)))
+                opt.step()
+                trace.append([p.data for p in model.parameters()])
+        except (TypeError, ValueError) as exc:
+            trace.append(type(exc).__name__)
+        return trace
+
+    got = run(c_engine)
+    assert got == run(ref)
+    if got is not None and value in ("decimal", "str"):
+        assert got[-1] == "TypeError"
