@@ -1431,13 +1431,7 @@ def _workload_notes(workload: str, entry: Result) -> list[str]:
 def plot_ratios(report: Result, path: str | os.PathLike[str],
                 baseline: str = "micrograd-gcoff") -> None:
     """A PNG of every engine's ratio to `baseline` per workload (log scale, higher = better)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install 'micrograd_fast[plot]'") from None
+    plt = demo.pyplot()
     workloads = [w for w, e in report["results"].items()
                  if e["unit"] != "nodes" and baseline in e["engines"]]
     engines = [n for n in ENGINES if any(n in report["results"][w]["engines"] for w in workloads)]

@@ -214,16 +214,26 @@ def train_step_with(model: Any, X: Points, y: Sequence[int], Value: Any, k: int,
     return train_step(model, X, y, Value, k, steps, opt)
 
 
-def plot(path: str, model: Any, X: Points, y: Sequence[int], Value: Any,
-         history: History) -> None:
-    """PNG with the decision boundary over the data and the loss/accuracy curves."""
+PLOT_NEEDS = "--plot needs matplotlib: pip install 'micrograd_fast[plot]'"
+
+
+def pyplot() -> Any:
+    """matplotlib.pyplot drawing to files (the Agg backend); without matplotlib, SystemExit
+    saying how to install it. (The demos' and the benchmark's plots.)"""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install 'micrograd_fast[plot]'") from None
+        raise SystemExit(PLOT_NEEDS) from None
+    return plt
+
+
+def plot(path: str, model: Any, X: Points, y: Sequence[int], Value: Any,
+         history: History) -> None:
+    """PNG with the decision boundary over the data and the loss/accuracy curves."""
+    plt = pyplot()
     h = 0.05
     xs0 = [p[0] for p in X]
     xs1 = [p[1] for p in X]
@@ -260,19 +270,15 @@ def check_plot_path(parser: argparse.ArgumentParser, path: Optional[str]) -> Opt
     so the path reported afterwards is the file written."""
     if not path:
         return path
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        parser.error(f"--plot {path}: there is no folder {folder}")
+    check_output_path(parser, "--plot", path)
     if os.path.isdir(path):
         parser.error(f"--plot {path}: that is a folder; give a file name, such as "
                      f"{os.path.join(path, 'plot.png')}")
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
+        pyplot()
         from matplotlib.backends.backend_agg import FigureCanvasAgg
-    except ImportError:
-        parser.error("--plot needs matplotlib: pip install 'micrograd_fast[plot]'")
+    except SystemExit:
+        parser.error(PLOT_NEEDS)
     extension = os.path.splitext(path)[1][1:].lower()
     if not extension:
         return path + ".png"

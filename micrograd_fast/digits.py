@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, Callable, Optional
 
-from .demo import check_plot_path
+from .demo import check_plot_path, pyplot
 
 # The demo runs on any engine -- ours, the reference or upstream micrograd (untyped) -- so
 # models, Values and losses are typed Any here.
@@ -237,13 +237,7 @@ def train(engine: Engine, model: Any, data: Data, epochs: int, batch: int, optim
 
 def plot(path: str, history: History, data: Data, predictions: list[int]) -> None:
     """PNG: loss and accuracy curves, the test confusion matrix, misclassified test digits."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install 'micrograd_fast[plot]'") from None
+    plt = pyplot()
     wrong = [i for i, (p, t) in enumerate(zip(predictions, data.y_test)) if p != t]
     shown = wrong[:24]
     fig = plt.figure(figsize=(15, 5.2))
