@@ -134,10 +134,12 @@ class Optimizer:
         return {k: v for k, v in self.param_groups[0].items() if k != "params"}
 
     def _step_group(self) -> dict[str, Any]:
-        """param_groups[0] for a step. The constructor and the lr setter store plain floats
-        there; anything else written into it directly (a numpy float32, a Decimal, a tensor) is
-        checked and converted first, as the constructor would, so that both engines step with
-        the same Python floats (and a bad value is the same error on both)."""
+        """param_groups[0] for a step, its parameters the ones given at construction
+        (_own_params). The constructor and the lr setter store plain floats there; anything else
+        written into it directly (a numpy float32, a Decimal, a tensor) is checked and converted
+        first, as the constructor would, so that both engines step with the same Python floats
+        (and a bad value is the same error on both)."""
+        self._own_params()
         group = self.param_groups[0]
         for key, v in group.items():
             t = type(v)
@@ -255,7 +257,6 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         """One update of every parameter from its grad."""
-        self._own_params()
         group = self._step_group()
         lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
         nesterov, keep = group["nesterov"], 1 - group["dampening"]
@@ -306,7 +307,6 @@ class Adam(Optimizer):
 
     def step(self) -> None:
         """One update of every parameter from its grad."""
-        self._own_params()
         group = self._step_group()
         lr, (beta1, beta2), eps, weight_decay = (
             group["lr"], group["betas"], group["eps"], group["weight_decay"])
