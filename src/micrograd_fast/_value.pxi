@@ -321,9 +321,6 @@ cdef class Value:
     def _backward(self):
         _no_deleter(self, "_backward")
 
-    def _local_backward(self):
-        _backprop_node(_index(self))
-
     @property
     def __dict__(self):
         if self._dict == NULL:
