@@ -403,14 +403,15 @@ def test_mlp_paths_give_the_reference_nodes_and_numbers(engine, ref, case):
     popped = []
 
     def run(nn, Value):
+        class Doubling(nn.Neuron):
+            def __call__(self, x):
+                return super().__call__(x) * 2
+
         random.seed(21)
         model = nn.MLP(3, [4, 5, 4, 2], act='tanh')
         if case == "float-weight":
             model.layers[1].neurons[2].w[1] = 0.25  # a number among the weights
         if case == "subclass-neuron":
-            class Doubling(nn.Neuron):
-                def __call__(self, x):
-                    return super().__call__(x) * 2
             model.layers[2].neurons[1] = Doubling(5)
         if case == "subclass-layer":
             class Halving(nn.Layer):
@@ -429,10 +430,6 @@ def test_mlp_paths_give_the_reference_nodes_and_numbers(engine, ref, case):
         if case == "weight-rewires-next-layer":
             # a weight whose conversion (Python code, run while layer 1 is computed) puts a
             # subclass neuron into layer 2: layer 2 must be looked at again after it
-            class Doubling(nn.Neuron):
-                def __call__(self, x):
-                    return super().__call__(x) * 2
-
             class Sneaky(float):
                 def __float__(self):
                     model.layers[2].neurons[1] = Doubling(5)
