@@ -683,7 +683,7 @@ def test_children_given_as_a_generator(engine):
 
 # ---- a node's _backward saved, replaced, called, put back --------------------------------------
 
-# each builds (out, leaves) from Values and the engine module: one node per operator kind
+# each makes one node of an operator kind over the leaves a and b (V: Value, m: the engine module)
 OP_GRAPHS = {
     "add": lambda V, m, a, b: a + b,
     "mul": lambda V, m, a, b: a * b,
