@@ -55,6 +55,14 @@ cdef extern from *:
     #if defined(__linux__)
     #include <sys/mman.h>
     #endif
+
+    /* a hint to fetch the line at p for writing; never faults, whatever p is */
+    #if defined(__GNUC__) || defined(__clang__)
+    #define mgf_prefetch_w(p) __builtin_prefetch((const void*)(p), 1, 3)
+    #else
+    #define mgf_prefetch_w(p) ((void)(p))
+    #endif
+
     #define MGF_HUGE ((size_t)2 << 20)
     static void* mgf_arena_realloc(void* old, size_t used, size_t size) {
     #if defined(__linux__) && defined(MADV_HUGEPAGE)
@@ -89,6 +97,7 @@ cdef extern from *:
         uint32_t nref
         uint32_t mark
     void* mgf_arena_realloc(void* old, size_t used, size_t size) nogil
+    void mgf_prefetch_w(const void* p) nogil
 
 cdef enum:
     # op codes; the order groups them for the sweep's switch

@@ -247,8 +247,8 @@ cdef void _value_dealloc(PyObject* o) noexcept:
         PyObject_ClearWeakRefs(o)
         pinned -= 1
     (<Value>o)._i = 0
-    if d == NULL and anchor[0] == NULL and i and nodes[i].nref > 1:
-        nodes[i].nref -= 1
+    if d == NULL and anchor[0] == NULL and i and _release_quiet(i):
+        pass  # no Python code ran
     else:
         PyErr_Fetch(&etype, &evalue, &etb)
         (<Value>o)._dict = NULL

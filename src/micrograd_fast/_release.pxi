@@ -81,41 +81,106 @@ cdef int32_t* _dying = NULL  # the nodes the current _scan_free marked DYING (it
 cdef Py_ssize_t _dying_cap = 0
 
 
+cdef enum:
+    # _scan_free asks for the children of the node this many slots below the one it frees:
+    # they are written a few nodes later, and a child is often far below its parent (the
+    # previous layer of a graph), so its cache line would otherwise arrive only when needed
+    PREFETCH_AHEAD = 32
+
+
 cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
     """Free node j, whose last reference went, and everything that dies with it.
 
     Children sit below their parents, so one downward pass from j meets every node that dies
     with it after all its parents have let go: the nodes are freed in index order, walking the
     arena's memory from high to low (a whole graph's teardown is a sequential sweep, not a hunt
-    through a linked list). When the dying nodes are spread thinly over live ones, the pass
-    stops early and hands the rest to the _pending list."""
-    global _pending
-    cdef Py_ssize_t pending = 1, done = 0, skipped = 0, ndying = 0, before, t, c
-    nodes[j].mark = DYING
-    while pending and j > 0:
-        if nodes[j].mark != DYING:
-            skipped += 1
-            if skipped > 4 * done + 256:
-                break
+    through a linked list), and the pass ends below the lowest node found dying. When the dying
+    nodes are spread thinly over live ones, the pass stops early and hands the rest to the
+    _pending list.
+
+    A leaf, unary or binary node without side-table entries -- nearly every node of a step's
+    graph -- is freed inline; the rest go through _free_node. The arena's count of live nodes
+    and its top are brought up to date once, at the end."""
+    global _pending, live, top
+    cdef Py_ssize_t start = j, low = j, skipped = 0, ndying = 0, first_live = 0
+    cdef Py_ssize_t before, t, c
+    cdef mgf_node* ns = nodes  # (_free_node and _reserve never move the nodes)
+    cdef mgf_node* n
+    cdef mgf_node* cn
+    cdef mgf_node* ahead
+    cdef int32_t* dying
+    # room for every node below j (each is recorded once at most, when it starts dying), so no
+    # check per node; as backward()'s scratch, the buffer is kept for the next release
+    _reserve(&_dying, &_dying_cap, start)
+    dying = _dying
+    ns[j].mark = DYING
+    try:
+        while j >= low:  # (low >= 1: index 0 is nobody's child)
+            n = &ns[j]
+            ahead = &ns[j - PREFETCH_AHEAD if j > PREFETCH_AHEAD else 0]
+            mgf_prefetch_w(&ns[ahead.a])
+            mgf_prefetch_w(&ns[ahead.b])
+            if n.mark != DYING:
+                if first_live == 0:
+                    first_live = j
+                skipped += 1
+                j -= 1
+                if skipped > 4 * (start - j - skipped) + 256:  # (start - j - skipped: freed)
+                    break
+                continue
+            if _is_ext(n.op) or n.flags & (FLAG_LABEL | FLAG_OPNAME):
+                before = ndying
+                _free_node(j, deferred, &ndying)
+                for t in range(before, ndying):
+                    if dying[t] < low:
+                        low = dying[t]
+            else:
+                # children in a and b. "No child" is slot 0, whose count means nothing (creation
+                # raises it without a branch too): it is let go of likewise, and never dies
+                c = n.a
+                cn = &ns[c]
+                cn.nref -= 1
+                if cn.nref == 0 and c:
+                    cn.mark = DYING
+                    dying[ndying] = <int32_t>c
+                    ndying += 1
+                    if c < low:
+                        low = c
+                c = n.b
+                cn = &ns[c]
+                cn.nref -= 1
+                if cn.nref == 0 and c:
+                    cn.mark = DYING
+                    dying[ndying] = <int32_t>c
+                    ndying += 1
+                    if c < low:
+                        low = c
+                n.op = OP_LEAF
+                n.flags = 0
+                n.a = n.b = 0
+                n.mark = FREED  # (ns[j]'s facade is NULL already: a live facade counts in nref)
             j -= 1
-            continue
-        before = ndying
-        _free_node(j, deferred, &ndying)
-        pending += ndying - before - 1
-        done += 1
-        j -= 1
-    if pending:
+    finally:  # (also when _free_node or _reserve raise: the counts stay true)
+        live -= start - j - skipped  # the nodes freed (j + 1 .. start, less those skipped)
+        if start == top - 1 and pinned == 0:
+            # the pass began at the top slot: the top comes down to the highest node left alive, so
+            # the next node goes there. A training step's graph dies from its loss down, so the
+            # arena (and the edge arena) shrinks back to the parameters and the next step reuses
+            # the same, cache-warm memory without a compaction. (With nobody holding indices, no
+            # freed slot is still referred to.)
+            top = first_live + 1 if first_live else j + 1
+    if j >= low:  # stopped early: the nodes still dying go to the list
         for t in range(ndying):
-            c = _dying[t]
-            if nodes[c].mark == DYING:  # not freed yet: to the list
-                nodes[c].mark = <uint32_t>_pending
+            c = dying[t]
+            if ns[c].mark == DYING:
+                ns[c].mark = <uint32_t>_pending
                 _pending = c
     return 0
 
 
 cdef inline void _drop_edge(Py_ssize_t c, Py_ssize_t* ndying) noexcept:
     """One parent lets go of child c; if that was its last reference, c is marked DYING and
-    recorded in _dying (the caller reserved the room)."""
+    recorded in _dying (_scan_free reserved the room)."""
     nodes[c].nref -= 1
     if nodes[c].nref == 0:
         nodes[c].mark = DYING
@@ -126,21 +191,17 @@ cdef inline void _drop_edge(Py_ssize_t c, Py_ssize_t* ndying) noexcept:
 cdef inline int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except -1:
     """Drop node j's references to its children (one that loses its last is marked DYING and
     recorded in _dying), queue its Python objects in deferred, and leave its slot dead."""
-    global live, top, edead, _pyx_free
+    global edead, _pyx_free
     cdef Py_ssize_t k, m, x
     cdef int32_t* kids
     cdef mgf_node* n = &nodes[j]
     if not _is_ext(n.op):  # a leaf, unary or binary node: children in a and b
-        if ndying[0] + 2 > _dying_cap:
-            _reserve(&_dying, &_dying_cap, ndying[0] + 2)
         if n.a:
             _drop_edge(n.a, ndying)
         if n.b:
             _drop_edge(n.b, ndying)
     else:
         m = n.a
-        if ndying[0] + m > _dying_cap:
-            _reserve(&_dying, &_dying_cap, ndying[0] + m)
         kids = _kids(n)
         if n.op == OP_PY and n.b:
             x = n.b
@@ -154,7 +215,7 @@ cdef inline int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying)
             _pyx_free = x
         for k in range(m):
             _drop_edge(kids[k], ndying)
-        if pinned == 0:  # the top block goes back at once (see top below)
+        if pinned == 0:  # the top block goes back at once (as the top slot does, in _scan_free)
             _free_edges(n.u.e, m)
         else:
             edead += m
@@ -168,13 +229,6 @@ cdef inline int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying)
     n.flags = 0
     n.a = n.b = 0
     n.mark = FREED  # (facades[j] is NULL already: a live facade counts in nref)
-    live -= 1
-    if j == top - 1 and pinned == 0:
-        # the top slot: the next node goes here. A training step's graph dies from its loss
-        # down, so the arena (and the edge arena) shrinks back to the parameters and the next
-        # step reuses the same, cache-warm memory without a compaction. (With nobody holding
-        # indices, no freed slot is still referred to.)
-        top = j
     return 0
 
 
@@ -211,6 +265,14 @@ cdef int _drain() except -1:
         if cap > KEEP_SLOTS:
             _resize(INITIAL_SLOTS)
         return 0
+    _settle_top()
+    return 0
+
+
+cdef inline void _settle_top() noexcept:
+    """After nodes were freed (not all of them): the top comes down past dead slots, and mostly
+    dead slots ask for a compaction."""
+    global top, _want_compact
     if pinned == 0:  # slots freed earlier, now at the top too (their graph died piecemeal)
         while top > 1 and nodes[top - 1].mark == FREED:
             top -= 1
@@ -218,13 +280,31 @@ cdef int _drain() except -1:
         # mostly dead slots: the next operation compacts (here, indices may still be in use),
         # so that backward()'s downward pass does not wade through them
         _want_compact = True
-    return 0
+
+
+cdef inline bint _release_quiet(Py_ssize_t i) noexcept:
+    """Drop one reference to node i if that runs no Python code and frees no other node: the
+    node lives on, or it is a leaf with no side-table entries that is not the last node (a
+    leaf made and dropped in a loop, an input row). Returns whether it did; if not, the caller
+    goes through _release."""
+    global live
+    cdef mgf_node* n = &nodes[i]
+    if n.nref > 1:
+        n.nref -= 1
+        return True
+    if n.op != OP_LEAF or n.flags & (FLAG_LABEL | FLAG_OPNAME) or live == 1:
+        return False
+    n.nref = 0
+    n.flags = 0
+    n.mark = FREED  # (a leaf's children are slot 0: nothing else to let go of)
+    live -= 1
+    _settle_top()
+    return True
 
 
 cdef void _release_noexcept(Py_ssize_t i) noexcept:
     """_release for deallocators, which cannot raise."""
-    if nodes[i].nref > 1:  # the common case, the node lives on: no exception state to guard
-        nodes[i].nref -= 1
+    if _release_quiet(i):  # the common cases: no exception state to guard
         return
     try:
         _release(i)
