@@ -81,6 +81,20 @@ cdef int32_t* _dying = NULL  # the nodes the current _scan_free marked DYING (it
 cdef Py_ssize_t _dying_cap = 0
 
 
+cdef inline void _drop_child(mgf_node* ns, Py_ssize_t c, int32_t* dying, Py_ssize_t* ndying,
+                             Py_ssize_t* low) noexcept:
+    """A freed node lets go of child c; if that was c's last reference, c is marked DYING,
+    recorded in dying and counted in low. (c may be slot 0, "no child": it never dies.)"""
+    cdef mgf_node* cn = &ns[c]
+    cn.nref -= 1
+    if cn.nref == 0 and c:
+        cn.mark = DYING
+        dying[ndying[0]] = <int32_t>c
+        ndying[0] += 1
+        if c < low[0]:
+            low[0] = c
+
+
 cdef enum:
     # _scan_free asks for the children of the node this many slots below the one it frees:
     # they are written a few nodes later, and a child is often far below its parent (the
@@ -98,16 +112,14 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
     nodes are spread thinly over live ones, the pass stops early and hands the rest to the
     _pending list.
 
-    A leaf, unary or binary node without side-table entries -- nearly every node of a step's
-    graph -- is freed inline; the rest go through _free_node. The arena's count of live nodes
-    and its top are brought up to date once, at the end."""
-    global _pending, live, top
+    The arena's count of live nodes and its top are brought up to date once, at the end."""
+    global _pending, live, top, edead
     cdef Py_ssize_t start = j, low = j, skipped = 0, ndying = 0, first_live = 0
-    cdef Py_ssize_t before, t, c
-    cdef mgf_node* ns = nodes  # (_free_node and _reserve never move the nodes)
+    cdef Py_ssize_t t, c, k
+    cdef mgf_node* ns = nodes  # (_free_extras and _reserve never move the nodes)
     cdef mgf_node* n
-    cdef mgf_node* cn
     cdef mgf_node* ahead
+    cdef int32_t* kids
     cdef int32_t* dying
     # room for every node below j (each is recorded once at most, when it starts dying), so no
     # check per node; as backward()'s scratch, the buffer is kept for the next release
@@ -128,39 +140,28 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
                 if skipped > 4 * (start - j - skipped) + 256:  # (start - j - skipped: freed)
                     break
                 continue
-            if _is_ext(n.op) or n.flags & (FLAG_LABEL | FLAG_OPNAME):
-                before = ndying
-                _free_node(j, deferred, &ndying)
-                for t in range(before, ndying):
-                    if dying[t] < low:
-                        low = dying[t]
+            if n.op == OP_PY or n.flags & (FLAG_LABEL | FLAG_OPNAME):
+                _free_extras(n, deferred)
+            if _is_ext(n.op):  # an n-ary or PY node: its children in its edge block
+                kids = _kids(n)
+                for k in range(n.a):
+                    _drop_child(ns, kids[k], dying, &ndying, &low)
+                if pinned == 0:  # the top block goes back at once (as the top slot does)
+                    _free_edges(n.u.e, n.a)
+                else:
+                    edead += n.a
+                n.u.e = 0
             else:
-                # children in a and b. "No child" is slot 0, whose count means nothing (creation
-                # raises it without a branch too): it is let go of likewise, and never dies
-                c = n.a
-                cn = &ns[c]
-                cn.nref -= 1
-                if cn.nref == 0 and c:
-                    cn.mark = DYING
-                    dying[ndying] = <int32_t>c
-                    ndying += 1
-                    if c < low:
-                        low = c
-                c = n.b
-                cn = &ns[c]
-                cn.nref -= 1
-                if cn.nref == 0 and c:
-                    cn.mark = DYING
-                    dying[ndying] = <int32_t>c
-                    ndying += 1
-                    if c < low:
-                        low = c
-                n.op = OP_LEAF
-                n.flags = 0
-                n.a = n.b = 0
-                n.mark = FREED  # (ns[j]'s facade is NULL already: a live facade counts in nref)
+                # children in a and b. "No child" is slot 0, whose count means nothing
+                # (creation raises it without a branch too): let go of likewise
+                _drop_child(ns, n.a, dying, &ndying, &low)
+                _drop_child(ns, n.b, dying, &ndying, &low)
+            n.op = OP_LEAF
+            n.flags = 0
+            n.a = n.b = 0
+            n.mark = FREED  # (ns[j]'s facade is NULL already: a live facade counts in nref)
             j -= 1
-    finally:  # (also when _free_node or _reserve raise: the counts stay true)
+    finally:  # (also when _free_extras raises: the counts stay true)
         live -= start - j - skipped  # the nodes freed (j + 1 .. start, less those skipped)
         if start == top - 1 and pinned == 0:
             # the pass began at the top slot: the top comes down to the highest node left alive, so
@@ -178,57 +179,28 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
     return 0
 
 
-cdef inline void _drop_edge(Py_ssize_t c, Py_ssize_t* ndying) noexcept:
-    """One parent lets go of child c; if that was its last reference, c is marked DYING and
-    recorded in _dying (_scan_free reserved the room)."""
-    nodes[c].nref -= 1
-    if nodes[c].nref == 0:
-        nodes[c].mark = DYING
-        _dying[ndying[0]] = <int32_t>c
-        ndying[0] += 1
-
-
-cdef inline int _free_node(Py_ssize_t j, Deferred* deferred, Py_ssize_t* ndying) except -1:
-    """Drop node j's references to its children (one that loses its last is marked DYING and
-    recorded in _dying), queue its Python objects in deferred, and leave its slot dead."""
-    global edead, _pyx_free
-    cdef Py_ssize_t k, m, x
+cdef int _free_extras(mgf_node* n, Deferred* deferred) except -1:
+    """What a dying node owns besides its children: a PY node's entry in _pyx (its callable and
+    held Values, queued in deferred; the children it held are let go of), and its entries in
+    the label and op-name tables."""
+    global _pyx_free
+    cdef Py_ssize_t k, x
     cdef int32_t* kids
-    cdef mgf_node* n = &nodes[j]
-    if not _is_ext(n.op):  # a leaf, unary or binary node: children in a and b
-        if n.a:
-            _drop_edge(n.a, ndying)
-        if n.b:
-            _drop_edge(n.b, ndying)
-    else:
-        m = n.a
-        kids = _kids(n)
-        if n.op == OP_PY and n.b:
-            x = n.b
-            if _pyx[x].held != NULL:
-                for k in range(m):
-                    _unhold(kids[k])
-            _defer(deferred, _pyx[x].fn)
-            _defer(deferred, _pyx[x].held)
-            _pyx[x].fn = _pyx[x].held = NULL
-            _pyx[x].next = _pyx_free
-            _pyx_free = x
-        for k in range(m):
-            _drop_edge(kids[k], ndying)
-        if pinned == 0:  # the top block goes back at once (as the top slot does, in _scan_free)
-            _free_edges(n.u.e, m)
-        else:
-            edead += m
-        n.u.e = 0
-    if n.flags & (FLAG_LABEL | FLAG_OPNAME):
-        if n.flags & FLAG_LABEL:
-            _defer(deferred, _pop_side(_labels, n.seq))
-        if n.flags & FLAG_OPNAME:
-            _defer(deferred, _pop_side(_opnames, n.seq))
-    n.op = OP_LEAF
-    n.flags = 0
-    n.a = n.b = 0
-    n.mark = FREED  # (facades[j] is NULL already: a live facade counts in nref)
+    if n.op == OP_PY and n.b:
+        x = n.b
+        if _pyx[x].held != NULL:
+            kids = _kids(n)
+            for k in range(n.a):
+                _unhold(kids[k])
+        _defer(deferred, _pyx[x].fn)
+        _defer(deferred, _pyx[x].held)
+        _pyx[x].fn = _pyx[x].held = NULL
+        _pyx[x].next = _pyx_free
+        _pyx_free = x
+    if n.flags & FLAG_LABEL:
+        _defer(deferred, _pop_side(_labels, n.seq))
+    if n.flags & FLAG_OPNAME:
+        _defer(deferred, _pop_side(_opnames, n.seq))
     return 0
 
 
