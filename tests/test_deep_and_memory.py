@@ -401,3 +401,24 @@ def test_an_emptied_arena_keeps_a_moderate_capacity_and_returns_a_big_one(c_engi
     assert stats()['capacity'] > 2 ** 20
     del x
     assert stats()['live'] == 0 and stats()['capacity'] == 4096
+
+
+def test_freeing_a_small_graph_atop_a_big_arena_needs_little_memory(c_engine):
+    """Freeing nodes keeps a list of the ones dying, sized by how many do: a 3-node graph on top
+    of a million live nodes must not ask for room for all of them (a request that could fail
+    inside a deallocator, where the nodes would have been lost)."""
+    import tracemalloc
+    Value = c_engine.Value
+    keep = [Value(1.0) for _ in range(1_000_000)]
+    a = Value(2.0)
+    for _ in range(3):  # (and again, once anything earlier has been given back)
+        y = (a * 3.0).tanh()
+        tracemalloc.start()
+        try:
+            del y
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 64 * 1024
+    assert c_engine.arena_stats()['live'] >= len(keep) + 1
+    assert keep[-1].data == 1.0 and a.grad == 0.0

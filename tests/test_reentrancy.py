@@ -265,3 +265,25 @@ def test_backward_assigned_while_the_collector_remakes_the_value(engine, collect
     assert v.data in (5.0, 6.0)
     if v.data == 5.0:  # (the collector did not run in the middle: nothing was remade)
         assert v._backward is fn
+
+
+def test_backward_assigned_while_the_collector_compacts(engine, collector_hook):
+    # _backward's setter makes the node's children Values (allocations, so collections);
+    # a collector callback that frees many slots and makes a Value compacts the arena -- unless
+    # the setter keeps it pinned: it would then write fn at the node's old index
+    state = {"big": _big(engine)}
+    ws = [engine.Value(1.0) for _ in range(15)]
+    xs = [engine.Value(2.0) for _ in range(15)]
+    p = engine.dot(ws, xs, engine.Value(0.5))  # 31 children: a tuple the collector may run in
+
+    def hook(phase, info):
+        if phase == "start" and state["big"]:
+            state["big"] = []
+            engine.Value(0.0)
+
+    fn = lambda: None  # noqa: E731
+    collector_hook(hook)
+    p._backward = fn
+    assert p._backward is fn
+    assert p.data == 30.5
+    assert len(p._prev) == 31

@@ -4,7 +4,8 @@
 # only it kept alive are freed without recursion, by a downward pass over the arena (_scan_free)
 # or through the _pending list; the Python objects they owned (a user's backward callable, held
 # Values, labels) are released afterwards, once the arena is consistent (Deferred); a freed top
-# slot or edge block is given back at once, and an emptied arena starts over (_drain).
+# slot or edge block is given back at once, and an emptied arena starts over (_drain). A leaf
+# whose facade lets go of it last, the commonest case, is freed on the spot (_release_quiet).
 
 
 cdef struct Deferred:
@@ -81,6 +82,43 @@ cdef int32_t* _dying = NULL  # the nodes the current _scan_free marked DYING (it
 cdef Py_ssize_t _dying_cap = 0
 
 
+cdef extern from *:
+    """
+    #if defined(__GNUC__) || defined(__clang__)
+    #define MGF_COLD __attribute__((noinline, cold))
+    #else
+    #define MGF_COLD
+    #endif
+    /* an index buffer grown (doubling, from 1024) to hold need entries; kept out of line:
+       the loops that check for room rarely need it */
+    static MGF_COLD int mgf_grow(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t need) {
+        Py_ssize_t n = *bufcap ? 2 * *bufcap : 1024;
+        void* p;
+        while (n < need) n *= 2;
+        p = PyMem_RawRealloc(*buf, (size_t)n * sizeof(int32_t));
+        if (p == NULL) return -1;
+        *buf = (int32_t*)p;
+        *bufcap = n;
+        return 0;
+    }
+    """
+    int mgf_grow(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t need) nogil
+
+
+cdef Py_ssize_t _grow_dying(Py_ssize_t need) except -1:
+    """_reserve for _dying, returning its new capacity."""
+    _reserve(&_dying, &_dying_cap, need)
+    return _dying_cap
+
+
+cdef void _forget_dying() noexcept:
+    """Give _dying's memory back (with a big arena's: it grew with that arena's graphs)."""
+    global _dying, _dying_cap
+    PyMem_RawFree(_dying)
+    _dying = NULL
+    _dying_cap = 0
+
+
 cdef inline void _drop_child(mgf_node* ns, Py_ssize_t c, int32_t* dying, Py_ssize_t* ndying,
                              Py_ssize_t* low) noexcept:
     """A freed node lets go of child c; if that was c's last reference, c is marked DYING,
@@ -113,18 +151,14 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
     _pending list.
 
     The arena's count of live nodes and its top are brought up to date once, at the end."""
-    global _pending, live, top, edead
-    cdef Py_ssize_t start = j, low = j, skipped = 0, ndying = 0, first_live = 0
-    cdef Py_ssize_t t, c, k
+    global live, top, edead
+    cdef Py_ssize_t start = j, low = j, skipped = 0, ndying = 0, first_live = 0, k
     cdef mgf_node* ns = nodes  # (_free_extras and _reserve never move the nodes)
     cdef mgf_node* n
     cdef mgf_node* ahead
     cdef int32_t* kids
-    cdef int32_t* dying
-    # room for every node below j (each is recorded once at most, when it starts dying), so no
-    # check per node; as backward()'s scratch, the buffer is kept for the next release
-    _reserve(&_dying, &_dying_cap, start)
-    dying = _dying
+    cdef int32_t* dying = _dying
+    cdef Py_ssize_t dcap = _dying_cap  # (kept for the next release)
     ns[j].mark = DYING
     try:
         while j >= low:  # (low >= 1: index 0 is nobody's child)
@@ -143,6 +177,9 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
             if n.op == OP_PY or n.flags & (FLAG_LABEL | FLAG_OPNAME):
                 _free_extras(n, deferred)
             if _is_ext(n.op):  # an n-ary or PY node: its children in its edge block
+                if ndying + n.a > dcap:  # (room for every child to die)
+                    dcap = _grow_dying(ndying + n.a)
+                    dying = _dying
                 kids = _kids(n)
                 for k in range(n.a):
                     _drop_child(ns, kids[k], dying, &ndying, &low)
@@ -154,6 +191,9 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
             else:
                 # children in a and b. "No child" is slot 0, whose count means nothing
                 # (creation raises it without a branch too): let go of likewise
+                if ndying + 2 > dcap:
+                    dcap = _grow_dying(ndying + 2)
+                    dying = _dying
                 _drop_child(ns, n.a, dying, &ndying, &low)
                 _drop_child(ns, n.b, dying, &ndying, &low)
             n.op = OP_LEAF
@@ -161,7 +201,10 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
             n.a = n.b = 0
             n.mark = FREED  # (ns[j]'s facade is NULL already: a live facade counts in nref)
             j -= 1
-    finally:  # (also when _free_extras raises: the counts stay true)
+    except BaseException:  # out of memory: what is still dying waits on the list
+        _requeue(j, dying, ndying)
+        raise
+    finally:  # (also when an exception is raised: the counts stay true)
         live -= start - j - skipped  # the nodes freed (j + 1 .. start, less those skipped)
         if start == top - 1 and pinned == 0:
             # the pass began at the top slot: the top comes down to the highest node left alive, so
@@ -171,12 +214,23 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
             # freed slot is still referred to.)
             top = first_live + 1 if first_live else j + 1
     if j >= low:  # stopped early: the nodes still dying go to the list
-        for t in range(ndying):
-            c = dying[t]
-            if ns[c].mark == DYING:
-                ns[c].mark = <uint32_t>_pending
-                _pending = c
+        _requeue(j, dying, ndying)
     return 0
+
+
+cdef void _requeue(Py_ssize_t j, int32_t* dying, Py_ssize_t ndying) noexcept:
+    """Put node j and the ndying nodes recorded in dying on the _pending list, those of them
+    still DYING (not freed yet): a later _drain frees them."""
+    global _pending
+    cdef Py_ssize_t t, c
+    if nodes[j].mark == DYING:
+        nodes[j].mark = <uint32_t>_pending
+        _pending = j
+    for t in range(ndying):
+        c = dying[t]
+        if nodes[c].mark == DYING:
+            nodes[c].mark = <uint32_t>_pending
+            _pending = c
 
 
 cdef int _free_extras(mgf_node* n, Deferred* deferred) except -1:
@@ -197,10 +251,14 @@ cdef int _free_extras(mgf_node* n, Deferred* deferred) except -1:
         _pyx[x].fn = _pyx[x].held = NULL
         _pyx[x].next = _pyx_free
         _pyx_free = x
+        n.b = 0
+    # (each part is cleared once done: if a pop fails, the node is freed again later)
     if n.flags & FLAG_LABEL:
         _defer(deferred, _pop_side(_labels, n.seq))
+        n.flags &= ~FLAG_LABEL
     if n.flags & FLAG_OPNAME:
         _defer(deferred, _pop_side(_opnames, n.seq))
+        n.flags &= ~FLAG_OPNAME
     return 0
 
 
@@ -236,6 +294,7 @@ cdef int _drain() except -1:
         # next graph (a notebook cell run again), saving the unmapping now and the page faults then
         if cap > KEEP_SLOTS:
             _resize(INITIAL_SLOTS)
+            _forget_dying()
         return 0
     _settle_top()
     return 0

@@ -34,18 +34,9 @@ cdef int _next_epoch() except -1:
 
 
 cdef int _reserve(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t need) except -1:
-    cdef Py_ssize_t new_cap
-    cdef void* tmp
-    if need <= bufcap[0]:
-        return 0
-    new_cap = bufcap[0] * 2 if bufcap[0] else 1024
-    while new_cap < need:
-        new_cap *= 2
-    tmp = PyMem_RawRealloc(buf[0], <size_t>new_cap * sizeof(int32_t))
-    if tmp == NULL:
+    """Room for need entries in the index buffer buf[0] of bufcap[0] (see mgf_grow)."""
+    if need > bufcap[0] and mgf_grow(buf, bufcap, need) < 0:
         raise MemoryError()
-    buf[0] = <int32_t*>tmp
-    bufcap[0] = new_cap
     return 0
 
 

@@ -297,6 +297,7 @@ cdef class Value:
 
     @_backward.setter
     def _backward(self, fn):
+        global pinned
         cdef Py_ssize_t i
         cdef PyObject* old = NULL
         cdef PyExtra* x
@@ -304,8 +305,10 @@ cdef class Value:
             raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
         i = _bound(self)
         # making the node's children Values may run Python code (a GC pass), which could even
-        # make this Value anew and let go of node i: the node is held until fn is in place
+        # make this Value anew and let go of node i, or compact the arena: the node is held,
+        # and the arena pinned, until fn is in place
         nodes[i].nref += 1
+        pinned += 1
         try:
             _make_python_op(i)
             x = _pyx_of(i)
@@ -313,6 +316,7 @@ cdef class Value:
             Py_INCREF(fn)
             x.fn = <PyObject*>fn
         finally:
+            pinned -= 1
             _release(i)
         _track(self)  # fn may refer back to this Value (the lecture's closures do)
         Py_XDECREF(old)
