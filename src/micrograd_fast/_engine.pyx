@@ -94,9 +94,19 @@ cdef extern from *:
     /* a Value's node index read through a borrowed pointer (no reference counting) */
     #define MGF_IDX(o) (((struct __pyx_obj_14micrograd_fast_7_engine_Value*)(o))->_i)
     #define mgf_is_subtype(a, b) PyType_IsSubtype((PyTypeObject*)(a), (PyTypeObject*)(b))
+    /* PyObject_GC_IsTracked without the call, for the deallocator (every Value's death): in
+       CPython 3.9-3.13's default builds the collector's header is the two words right before
+       the object, and the object is tracked when the first is non-zero -- what that function
+       reads. Elsewhere (free-threaded builds, later versions), the function itself. */
+    #if !defined(Py_GIL_DISABLED) && PY_VERSION_HEX < 0x030E0000
+    #define mgf_gc_is_tracked(o) (((const uintptr_t*)(o))[-2] != 0)
+    #else
+    #define mgf_gc_is_tracked(o) PyObject_GC_IsTracked(o)
+    #endif
     """
     Value mgf_take(PyObject* o)  # hands our reference over to Cython (no extra incref)
     void mgf_revive(PyObject* o, void* t)
+    bint mgf_gc_is_tracked(PyObject* o)
     Py_ssize_t MGF_ANCHOR_OFFSET
     Py_ssize_t MGF_IDX(PyObject* o) noexcept nogil
     bint mgf_is_subtype(PyObject* a, void* b) noexcept

@@ -236,7 +236,7 @@ cdef void _value_dealloc(PyObject* o) noexcept:
     cdef PyObject* etype
     cdef PyObject* evalue
     cdef PyObject* etb
-    if PyObject_GC_IsTracked(o):
+    if mgf_gc_is_tracked(o):
         PyObject_GC_UnTrack(o)
     if i and facades[i] == o:
         # detached first: code that runs below (weak reference callbacks, the contents of its
