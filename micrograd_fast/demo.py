@@ -340,6 +340,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         backend = ""
     print(f"engine {args.engine}{backend}: MLP(2, [16, 16, 1]) with {len(model.parameters())} "
           f"parameters, {len(X)} points, {args.steps} steps")
+    if not args.no_progress:  # the progress bar's import (~0.1 s) is not training time
+        with contextlib.suppress(ImportError):
+            import tqdm  # noqa: F401
     start = time.perf_counter()
     optimizer = None if args.optim == "sgd" and not args.replay else args.optim
     history = train(model, X, y, Value, args.steps, progress=not args.no_progress,
