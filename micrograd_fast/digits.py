@@ -384,9 +384,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
           f"{per_epoch / history.batches_per_epoch * 1e3:.1f} ms per batch of {args.batch}")
     if short:
         full = per_epoch / history.batches_per_epoch * n_batches
+        hint = "" if args.engine == "fast" else " -- `--engine fast` does 30 in a few seconds"
         print(f"(a short run: {history.batches_per_epoch} of {n_batches} batches per epoch; a full "
               f"epoch would take about {full:.1f} s on this engine, 30 epochs {30 * full / 60:.1f} "
-              f"min -- `--engine fast` does 30 in a few seconds)")
+              f"min{hint})")
     if args.plot:
         plot(args.plot, history, data, predictions)
         print(f"plot saved to {args.plot}")
