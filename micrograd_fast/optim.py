@@ -139,8 +139,10 @@ class Optimizer:
         written into it directly (a numpy float32, a Decimal, a tensor) is checked and converted
         first, as the constructor would, so that both engines step with the same Python floats
         (and a bad value is the same error on both)."""
-        self._own_params()
         group = self.param_groups[0]
+        if self._c is not None and self._c.plain(group, _Params):  # (the usual case, in C)
+            return group
+        self._own_params()
         for key, v in group.items():
             t = type(v)
             if not (t is float or t is bool or key == "params"

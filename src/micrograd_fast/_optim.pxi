@@ -83,6 +83,28 @@ cdef class _OptimState:
             vs[k] = v
             nodes[i].data = p + (neg_step_size * m) / (sqrt(v) / bc2_sqrt + eps)
 
+    def plain(self, group, params_type):
+        """Whether group (param_groups[0]) can be used by a step as it is: a dict whose 'params'
+        is of params_type (the optimizer's own list) and whose other values are all floats,
+        bools or tuples of floats, exactly -- what the constructor and the lr setter store. The
+        common case, checked with no Python per entry; otherwise optim.py checks and converts."""
+        cdef Py_ssize_t pos = 0
+        cdef PyObject* key
+        cdef PyObject* value
+        if type(group) is not dict:
+            return False
+        while PyDict_Next(group, &pos, &key, &value):
+            if PyFloat_CheckExact(<object>value) or type(<object>value) is bool:
+                continue
+            if type(<object>value) is tuple:
+                for item in <tuple>value:
+                    if type(item) is not float:
+                        return False
+                continue
+            if not (type(<object>value) is params_type and <object>key == "params"):
+                return False
+        return True
+
     def zero_grad(self):
         cdef PyObject** items = PySequence_Fast_ITEMS(self.params)
         cdef Py_ssize_t k
