@@ -76,6 +76,16 @@ cdef Py_ssize_t _fused(unsigned int op, double data, list children) except -1:
     return i
 
 
+cdef int _set_side(dict table, Py_ssize_t i, object value, unsigned int flag) except -1:
+    """Node i's entry in a side table (_labels with FLAG_LABEL, _opnames with FLAG_OPNAME) set
+    to value, and the flag that says it has one. The entry replaced is let go of only after
+    both: its __del__ may run any code (even a compaction that moves node i)."""
+    cdef object old = table.get(nodes[i].seq)
+    table[nodes[i].seq] = value
+    nodes[i].flags |= flag
+    return 0
+
+
 cdef object _opname(Py_ssize_t i):  # (a str, or whatever _op a user gave)
     cdef unsigned int op = nodes[i].op
     if nodes[i].flags & FLAG_OPNAME:
@@ -105,8 +115,7 @@ cdef int _make_python_op(Py_ssize_t i) except -1:
     _graph_edits += 1  # cached recompute orders (_replay.pxi) must look at the ops again
     name = _opname(i)
     if not (nodes[i].flags & FLAG_OPNAME) and name:
-        _opnames[nodes[i].seq] = name
-        nodes[i].flags |= FLAG_OPNAME
+        _set_side(_opnames, i, name, FLAG_OPNAME)
     held = _child_values(i)
     _pyx_reserve()  # so that _hold below cannot fail
     if _is_ext(op):
@@ -175,11 +184,9 @@ cdef class Value:
         else:
             i = _new_node(OP_LEAF, x, 0, 0)
         if not (type(_op) is str and not _op):
-            _opnames[nodes[i].seq] = _op
-            nodes[i].flags |= FLAG_OPNAME
+            _set_side(_opnames, i, _op, FLAG_OPNAME)
         if not (type(label) is str and not label):
-            _labels[nodes[i].seq] = label
-            nodes[i].flags |= FLAG_LABEL
+            _set_side(_labels, i, label, FLAG_LABEL)
         old = self._i
         if old:  # __init__ called again: rebind
             _unkeep(self)
@@ -226,11 +233,7 @@ cdef class Value:
 
     @label.setter
     def label(self, value):
-        cdef Py_ssize_t i = _bound(self)
-        old = _labels.get(nodes[i].seq)  # kept until the flag is set: its __del__ may run any
-        _labels[nodes[i].seq] = value    # code (even a compaction that moves this node)
-        nodes[i].flags |= FLAG_LABEL
-        old = None
+        _set_side(_labels, _bound(self), value, FLAG_LABEL)
 
     @label.deleter
     def label(self):
@@ -243,11 +246,7 @@ cdef class Value:
 
     @_op.setter
     def _op(self, value):
-        cdef Py_ssize_t i = _bound(self)
-        old = _opnames.get(nodes[i].seq)  # (kept until the flag is set: see label)
-        _opnames[nodes[i].seq] = value
-        nodes[i].flags |= FLAG_OPNAME
-        old = None
+        _set_side(_opnames, _bound(self), value, FLAG_OPNAME)
 
     @_op.deleter
     def _op(self):
@@ -379,8 +378,7 @@ cdef class Value:
         if exact_int:
             nodes[i].flags = FLAG_INT_K
         elif name is not None:
-            _opnames[nodes[i].seq] = name
-            nodes[i].flags = FLAG_OPNAME
+            _set_side(_opnames, i, name, FLAG_OPNAME)
         return _own(out, i)
 
     def __rpow__(self, other, mod):  # other ** self
