@@ -188,6 +188,17 @@ cdef int _hold_values(_Held* h, object xseq) except -1:
     return 0
 
 
+cdef int _hold_inputs(_Held* h, object xseq) except -1:
+    """A layer's inputs, (re)read: 1 when they are all Values with nodes, whose nodes are then
+    held in h (in grad mode) for the neurons to use as indices; what h held before is let go."""
+    _let_go(h)
+    if not _all_live(xseq):
+        return 0
+    if not _grad_off():
+        _hold_values(h, xseq)
+    return 1
+
+
 cdef Py_ssize_t _neuron_held(object neuron, int act, object ws, object bias, _Held* x,
                              bint* called) except -1:
     """The output node of one neuron on held input nodes, with one reference for the caller:
@@ -227,21 +238,17 @@ cdef list _layer(object neurons, object x, object neuron_type):
     cdef PyObject* b
     cdef int act
     cdef _Held held
-    cdef bint xs_live = _all_live(xseq)  # the inputs are checked once for all the neurons
+    cdef bint xs_live
     held.idx = NULL
     held.n = 0
     try:
-        if xs_live and not _grad_off():
-            _hold_values(&held, xseq)  # and their nodes read once, held for all the neurons
+        xs_live = _hold_inputs(&held, xseq)  # once for all the neurons
         for n in neurons:
             act = _plain_neuron(n, &w, &b) if type(n) is neuron_type else -1
             if act < 0:
                 out.append(n(x))
                 # Python code ran: look at the inputs again (they may be other Values now)
-                _let_go(&held)
-                xs_live = _all_live(xseq)
-                if xs_live and not _grad_off():
-                    _hold_values(&held, xseq)
+                xs_live = _hold_inputs(&held, xseq)
                 continue
             # (strong references: _neuron's _fresh() may run a GC pass, whose callbacks may
             # rebind the neuron's fields and free what the dict held)
