@@ -3,7 +3,8 @@
 
 def arena_stats():
     """Statistics of the node arena: live nodes, capacity, high-water mark, memory; and of the
-    edge arena (the children of n-ary nodes): edges in use, dead ones, capacity."""
+    edge arena (the children of n-ary nodes): edges in use, dead ones, capacity; and how many
+    dropped hand-built or kept Values were freed without waiting for the GC."""
     node_bytes = sizeof(mgf_node) + sizeof(PyObject*)  # record + facade pointer
     return {
         "live": live,
@@ -13,6 +14,7 @@ def arena_stats():
         "node_size": sizeof(mgf_node),
         "compactions": compactions,
         "topo_fallbacks": topo_fallbacks,
+        "cycles_freed": cycles_freed,  # dropped Values freed without the GC (_cycles.pxi)
         "bytes_per_node": node_bytes,
         "edges": etop - edead,
         "dead_edges": edead,  # reclaimed with the dead slots

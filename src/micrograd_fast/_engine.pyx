@@ -10,6 +10,7 @@ those of micrograd_fast/reference.py, which is the spec. One file per job:
     _sweep.pxi    backward(): topological order and each op's local backward
     _numbers.pxi  Python numbers to doubles; math errors raised as floats raise them
     _facade.pxi   the Value object's life cycle: freelist, binding to nodes, GC support
+    _cycles.pxi   a dropped graph's hand-built / kept Values freed without waiting for the GC
     _value.pxi    the Value type: each operator's forward and the nodes it records
     _neuron.pxi   a plain nn.Neuron's fields read from its instance dict (memoized)
     _fused.pxi    dot / layer / sum_values: one n-ary node with the unfused numbers
@@ -117,6 +118,7 @@ include "_release.pxi"
 include "_sweep.pxi"
 include "_numbers.pxi"
 include "_facade.pxi"
+include "_cycles.pxi"
 include "_gradmode.pxi"
 include "_value.pxi"
 include "_neuron.pxi"

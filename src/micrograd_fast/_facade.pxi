@@ -79,9 +79,11 @@ cdef void _keep(Value v) noexcept:
     the facade itself while it is the node's only owner (_value_traverse), and broken by
     _value_clear, so it is collected once nothing else needs it."""
     cdef Py_ssize_t i = v._i
+    global _cyclic_seen
     if i and not (nodes[i].flags & FLAG_KEEP):
         Py_INCREF(v)
         nodes[i].flags |= FLAG_KEEP
+        _cyclic_seen = True  # (_cycles.pxi)
         _track(v)
 
 
@@ -129,9 +131,11 @@ cdef int _hold(Py_ssize_t i, tuple values) except -1:
     keeps the Value alive too, so it need not count (HELD_* in the flags; _sole_owner). Then a
     chain of hand-built nodes is garbage for the GC all at once, not one level per collection.
     """
+    global _cyclic_seen
     cdef PyExtra* x = _pyx_of(i)
     cdef int32_t* kids = _kids(&nodes[i])
     cdef Py_ssize_t k, c
+    _cyclic_seen = True  # every PY node comes here (_cycles.pxi)
     if x.held != NULL:
         return 0
     Py_INCREF(values)

@@ -120,9 +120,10 @@ cdef void _forget_dying() noexcept:
 
 
 cdef inline void _drop_child(mgf_node* ns, Py_ssize_t c, int32_t* dying, Py_ssize_t* ndying,
-                             Py_ssize_t* low) noexcept:
+                             Py_ssize_t* low, bint watch) noexcept:
     """A freed node lets go of child c; if that was c's last reference, c is marked DYING,
-    recorded in dying and counted in low. (c may be slot 0, "no child": it never dies.)"""
+    recorded in dying and counted in low. (c may be slot 0, "no child": it never dies.) With
+    watch (_cyclic_seen), a node that may be in a cycle of its own is checked too."""
     cdef mgf_node* cn = &ns[c]
     cn.nref -= 1
     if cn.nref == 0 and c:
@@ -131,6 +132,8 @@ cdef inline void _drop_child(mgf_node* ns, Py_ssize_t c, int32_t* dying, Py_ssiz
         ndying[0] += 1
         if c < low[0]:
             low[0] = c
+    elif watch and cn.nref == 1 and (cn.op == OP_PY or cn.flags & FLAG_KEEP):
+        _suspect(c)  # its facade alone holds it now: maybe in a cycle of its own (_cycles.pxi)
 
 
 cdef enum:
@@ -141,6 +144,24 @@ cdef enum:
 
 
 cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
+    """Free node j, whose last reference went, and everything that dies with it (see
+    _scan_free_as). Two copies of that loop: one for processes that have never made a node that
+    can be in a cycle of its own (_cycles.pxi), which need not look for them."""
+    cdef _Watching yes = 1
+    cdef _NotWatching no = 0
+    if _cyclic_seen:
+        return _scan_free_as(j, deferred, yes)
+    return _scan_free_as(j, deferred, no)
+
+
+ctypedef unsigned char _NotWatching  # (two types, to make the compiler write two loops)
+ctypedef signed char _Watching
+ctypedef fused _Watch:
+    _NotWatching
+    _Watching
+
+
+cdef int _scan_free_as(Py_ssize_t j, Deferred* deferred, _Watch mode) except -1:
     """Free node j, whose last reference went, and everything that dies with it.
 
     Children sit below their parents, so one downward pass from j meets every node that dies
@@ -159,6 +180,7 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
     cdef int32_t* kids
     cdef int32_t* dying = _dying
     cdef Py_ssize_t dcap = _dying_cap  # (kept for the next release)
+    cdef bint watch = _Watch is _Watching
     ns[j].mark = DYING
     try:
         while j >= low:  # (low >= 1: index 0 is nobody's child)
@@ -182,7 +204,7 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
                     dying = _dying
                 kids = _kids(n)
                 for k in range(n.a):
-                    _drop_child(ns, kids[k], dying, &ndying, &low)
+                    _drop_child(ns, kids[k], dying, &ndying, &low, watch)
                 if pinned == 0:  # the top block goes back at once (as the top slot does)
                     _free_edges(n.u.e, n.a)
                 else:
@@ -194,8 +216,8 @@ cdef int _scan_free(Py_ssize_t j, Deferred* deferred) except -1:
                 if ndying + 2 > dcap:
                     dcap = _grow_dying(ndying + 2)
                     dying = _dying
-                _drop_child(ns, n.a, dying, &ndying, &low)
-                _drop_child(ns, n.b, dying, &ndying, &low)
+                _drop_child(ns, n.a, dying, &ndying, &low, watch)
+                _drop_child(ns, n.b, dying, &ndying, &low, watch)
             n.op = OP_LEAF
             n.flags = 0
             n.a = n.b = 0
@@ -277,7 +299,12 @@ cdef int _drain() except -1:
                 nodes[j].mark = 0
                 _scan_free(j, &deferred)
             if deferred.n == 0:
-                break
+                if _n_suspects == 0:
+                    break
+                pinned += 1  # (as below)
+                _try_suspect()  # (_cycles.pxi)
+                pinned -= 1
+                continue
             # the arena is consistent: release one Python object (it may run any code, which may
             # queue more nodes -- but must not compact while any are queued)
             deferred.n -= 1

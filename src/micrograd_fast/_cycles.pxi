@@ -1,0 +1,176 @@
+# ---- garbage cycles found as soon as a graph lets go of them -------------------------------------
+#
+# Owns: the check that frees, without waiting for Python's collector, a Value kept alive only by
+# a reference cycle of its own -- a hand-built node and its _backward closure (the lecture's
+# `out = Value(t, (x,), 'tanh')` with a closure over `out`), or a kept facade (a subclass
+# instance, a Value with extra attributes, which its node holds).
+#
+# Why: such a Value may report its cycle to the GC only while it is its node's sole owner
+# (_value_traverse). Under a built-in operator it is not: the parent node counts too, and nodes
+# are not objects the GC sees. So when a dropped graph has such nodes at several depths, each
+# collection could free only the top level, and a training loop building such graphs grew
+# without bound (each level also survives into an older generation, collected more rarely).
+#
+# How: when teardown lets go of a parent edge and leaves such a node owned by its facade alone,
+# the facade is a suspect (_suspect). Once the release is over, each suspect gets a trial
+# deletion over the objects it reaches (a bounded breadth-first walk through tp_traverse, as the
+# GC's own): every member whose reference count is not all accounted for by references from
+# members is reachable from outside, and so is every member it reaches. A suspect found
+# unreachable is garbage: it is cleared as the GC would clear it (_value_clear), which breaks
+# its cycle, and reference counting frees the rest -- including the nodes below, which may be
+# suspects in turn. Objects left out of the walk (too many, too widely shared, untracked) only
+# make members look reachable, never the other way round: a trial can miss garbage (the GC then
+# takes it) but cannot free what is in use.
+
+cdef extern from *:
+    """
+    #define MGF_TRIAL_CAP 96     /* objects one trial looks at */
+    #define MGF_TRIAL_REFS 64    /* an object referred to more often is taken as reachable */
+
+    typedef struct {
+        PyObject* obj[MGF_TRIAL_CAP];
+        Py_ssize_t inner[MGF_TRIAL_CAP];  /* references to obj[k] from members */
+        unsigned char reached[MGF_TRIAL_CAP];
+        int stack[MGF_TRIAL_CAP];
+        int n, nstack;
+        short table[256];                 /* open addressing over obj: index + 1, 0 = empty */
+    } mgf_trial;
+
+    /* obj's index among the members, adding it when add is set and there is room (-1: not a
+       member) */
+    static int mgf_trial_find(mgf_trial* t, PyObject* o, int add) {
+        size_t h = (((size_t)o >> 4) * (size_t)0x9E3779B97F4A7C15ull) >> (8 * sizeof(size_t) - 8);
+        for (;;) {
+            int s = t->table[h];
+            if (s == 0) {
+                if (!add || t->n == MGF_TRIAL_CAP)
+                    return -1;
+                t->obj[t->n] = o;
+                t->inner[t->n] = 0;
+                t->reached[t->n] = 0;
+                t->table[h] = (short)(++t->n);
+                return t->n - 1;
+            }
+            if (t->obj[s - 1] == o)
+                return s - 1;
+            h = (h + 1) & 255;
+        }
+    }
+
+    /* classes and modules are left out: they are as good as always reachable, and looking
+       through them would spend the walk on a whole program */
+    static int mgf_trial_member(PyObject* o) {
+        return PyObject_GC_IsTracked(o) && Py_REFCNT(o) <= MGF_TRIAL_REFS
+               && !PyType_Check(o) && !PyModule_Check(o);
+    }
+
+    /* o's references, through tp_traverse -- but a function's globals, code and names are left
+       out (its module's namespace, which would take up the walk), keeping what a closure is:
+       its cells, defaults and attributes. Both walks go through here, so a reference left out
+       is left out of the counts too (it then only makes its target look reachable). */
+    static void mgf_trial_expand(PyObject* o, visitproc visit, void* arg) {
+        traverseproc tr;
+        if (PyFunction_Check(o)) {
+            PyFunctionObject* f = (PyFunctionObject*)o;
+            if (f->func_closure) visit(f->func_closure, arg);
+            if (f->func_defaults) visit(f->func_defaults, arg);
+            if (f->func_kwdefaults) visit(f->func_kwdefaults, arg);
+            if (f->func_dict) visit(f->func_dict, arg);
+            return;
+        }
+        tr = Py_TYPE(o)->tp_traverse;
+        if (tr != NULL)
+            tr(o, visit, arg);
+    }
+
+    /* first walk: gather the members, counting the references between them */
+    static int mgf_trial_count(PyObject* o, void* arg) {
+        mgf_trial* t = (mgf_trial*)arg;
+        int k;
+        if (o == NULL || !mgf_trial_member(o))
+            return 0;
+        k = mgf_trial_find(t, o, 1);
+        if (k >= 0)
+            t->inner[k]++;
+        return 0;
+    }
+
+    /* second walk: mark what the members referred to from outside reach */
+    static int mgf_trial_reach(PyObject* o, void* arg) {
+        mgf_trial* t = (mgf_trial*)arg;
+        int k;
+        if (o == NULL || !mgf_trial_member(o))
+            return 0;
+        k = mgf_trial_find(t, o, 0);
+        if (k >= 0 && !t->reached[k]) {
+            t->reached[k] = 1;
+            t->stack[t->nstack++] = k;
+        }
+        return 0;
+    }
+
+    /* Whether suspect (tracked; the caller holds `ours` references to it besides the others)
+       is reachable only from itself and objects it reaches: garbage. */
+    static int mgf_trial_garbage(PyObject* suspect, Py_ssize_t ours) {
+        mgf_trial t;
+        int k;
+        memset(t.table, 0, sizeof(t.table));
+        t.n = t.nstack = 0;
+        if (!PyObject_GC_IsTracked(suspect))
+            return 0;
+        mgf_trial_find(&t, suspect, 1);
+        t.inner[0] = ours;
+        for (k = 0; k < t.n; k++)  /* (t.n grows as members are found) */
+            mgf_trial_expand(t.obj[k], mgf_trial_count, &t);
+        for (k = 0; k < t.n; k++) {
+            if (Py_REFCNT(t.obj[k]) > t.inner[k]) {  /* referred to from outside */
+                t.reached[k] = 1;
+                t.stack[t.nstack++] = k;
+            }
+        }
+        while (t.nstack && !t.reached[0]) {
+            k = t.stack[--t.nstack];
+            mgf_trial_expand(t.obj[k], mgf_trial_reach, &t);
+        }
+        return !t.reached[0];
+    }
+    """
+    bint mgf_trial_garbage(PyObject* suspect, Py_ssize_t ours) noexcept
+
+
+cdef bint _cyclic_seen = False  # a PY node or a kept facade has been made: teardown watches
+cdef PyObject** _suspects = NULL  # owned references: facades to try (see above), in order
+cdef Py_ssize_t _n_suspects = 0, _suspects_cap = 0
+cdef Py_ssize_t cycles_freed = 0  # suspects found garbage and cleared (arena_stats)
+
+
+cdef void _suspect(Py_ssize_t c) noexcept:
+    """Teardown has let go of a parent edge of node c, a PY node or one that keeps its facade:
+    if the facade is all that holds c now, try it once the release is over."""
+    global _suspects, _suspects_cap, _n_suspects
+    cdef PyObject* o = facades[c]
+    cdef void* tmp
+    if o == NULL or not _sole_owner(c) or not PyObject_GC_IsTracked(o):
+        return
+    if _n_suspects == _suspects_cap:
+        tmp = PyMem_RawRealloc(_suspects, <size_t>(_suspects_cap * 2 + 16) * sizeof(PyObject*))
+        if tmp == NULL:  # out of memory: the GC will find it, as it always could
+            return
+        _suspects = <PyObject**>tmp
+        _suspects_cap = _suspects_cap * 2 + 16
+    Py_INCREF(<object>o)
+    _suspects[_n_suspects] = o
+    _n_suspects += 1
+
+
+cdef void _try_suspect() noexcept:
+    """Take the last suspect off the list; clear it if the trial finds it garbage. Called by
+    _drain with the arena consistent and pinned (clearing runs Python code: the releases it
+    causes are queued, and _drain frees them next)."""
+    global _n_suspects, cycles_freed
+    _n_suspects -= 1
+    cdef PyObject* o = _suspects[_n_suspects]
+    if mgf_trial_garbage(o, 1):
+        cycles_freed += 1
+        _value_clear(o)
+    Py_DECREF(<object>o)
