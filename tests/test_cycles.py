@@ -160,14 +160,15 @@ def test_kept_values_under_built_in_operators_go_in_one_collection(engine, no_au
     finalized = []
 
     class MyValue(Value):
-        def __del__(self):
-            finalized.append(self.data)
+        def __del__(self):  # runs before anything is cleared, as the collector does it
+            finalized.append((self.data, self.tag))
 
     y = Value(1.0)
     refs = []
     for k in range(50):
         if how == "subclass":
             y = MyValue(y.data, (y,), "id")
+            y.tag = k
         else:
             y = y * 1.0
             y.step = k  # an extra attribute: the node keeps this very object
@@ -180,7 +181,7 @@ def test_kept_values_under_built_in_operators_go_in_one_collection(engine, no_au
     gc.collect()
     assert [r() for r in refs] == [None] * 50
     if how == "subclass":
-        assert sorted(finalized) == [1.0 + 0.5 * k for k in range(50)]  # each exactly once
+        assert sorted(finalized) == [(1.0 + 0.5 * k, k) for k in range(50)]  # each once
 
 
 def test_a_node_with_two_parents_lives_while_either_does(engine, no_auto_gc):

@@ -16,11 +16,13 @@
 # deletion over the objects it reaches (a bounded breadth-first walk through tp_traverse, as the
 # GC's own): every member whose reference count is not all accounted for by references from
 # members is reachable from outside, and so is every member it reaches. A suspect found
-# unreachable is garbage: it is cleared as the GC would clear it (_value_clear), which breaks
-# its cycle, and reference counting frees the rest -- including the nodes below, which may be
-# suspects in turn. Objects left out of the walk (too many, too widely shared, untracked) only
-# make members look reachable, never the other way round: a trial can miss garbage (the GC then
-# takes it) but cannot free what is in use.
+# unreachable is garbage, with the other members not reached. They are then treated as the GC
+# treats garbage: finalizers (__del__) first, on intact objects, then -- if the trial, made
+# again, still finds the suspect garbage -- each Value among them is cleared (_value_clear),
+# which breaks their cycles, and reference counting frees the rest, including nodes further
+# down, which may be suspects in turn. Objects left out of the walk (too many, too widely
+# shared, untracked, a function's globals) only make members look reachable, never the other
+# way round: a trial can miss garbage (the GC then takes it) but cannot free what is in use.
 
 cdef extern from *:
     """
@@ -61,7 +63,7 @@ cdef extern from *:
        through them would spend the walk on a whole program */
     static int mgf_trial_member(PyObject* o) {
         return PyObject_GC_IsTracked(o) && Py_REFCNT(o) <= MGF_TRIAL_REFS
-               && !PyType_Check(o) && !PyModule_Check(o);
+               && !PyType_Check(o) && !PyModule_CheckExact(o);
     }
 
     /* o's references, through tp_traverse -- but a function's globals, code and names are left
@@ -109,33 +111,79 @@ cdef extern from *:
         return 0;
     }
 
-    /* Whether suspect (tracked; the caller holds `ours` references to it besides the others)
-       is reachable only from itself and objects it reaches: garbage. */
-    static int mgf_trial_garbage(PyObject* suspect, Py_ssize_t ours) {
-        mgf_trial t;
+    /* The trial from suspect (tracked; the caller holds `ours` references to it besides the
+       others): whether it is reachable only from itself and objects it reaches -- garbage. The
+       members, and which of them are reached from outside, are left in t. */
+    static int mgf_trial_run(mgf_trial* t, PyObject* suspect, Py_ssize_t ours) {
         int k;
-        memset(t.table, 0, sizeof(t.table));
-        t.n = t.nstack = 0;
+        memset(t->table, 0, sizeof(t->table));
+        t->n = t->nstack = 0;
         if (!PyObject_GC_IsTracked(suspect))
             return 0;
-        mgf_trial_find(&t, suspect, 1);
-        t.inner[0] = ours;
-        for (k = 0; k < t.n; k++)  /* (t.n grows as members are found) */
-            mgf_trial_expand(t.obj[k], mgf_trial_count, &t);
-        for (k = 0; k < t.n; k++) {
-            if (Py_REFCNT(t.obj[k]) > t.inner[k]) {  /* referred to from outside */
-                t.reached[k] = 1;
-                t.stack[t.nstack++] = k;
+        mgf_trial_find(t, suspect, 1);
+        t->inner[0] = ours;
+        for (k = 0; k < t->n; k++)  /* (t->n grows as members are found) */
+            mgf_trial_expand(t->obj[k], mgf_trial_count, t);
+        for (k = 0; k < t->n; k++) {
+            if (Py_REFCNT(t->obj[k]) > t->inner[k]) {  /* referred to from outside */
+                t->reached[k] = 1;
+                t->stack[t->nstack++] = k;
             }
         }
-        while (t.nstack && !t.reached[0]) {
-            k = t.stack[--t.nstack];
-            mgf_trial_expand(t.obj[k], mgf_trial_reach, &t);
+        while (t->nstack) {
+            k = t->stack[--t->nstack];
+            mgf_trial_expand(t->obj[k], mgf_trial_reach, t);
         }
-        return !t.reached[0];
+        return !t->reached[0];
+    }
+
+    static int mgf_trial_unfinalized(PyObject* o) {
+        return Py_TYPE(o)->tp_finalize != NULL && !PyObject_GC_IsFinalized(o);
+    }
+
+    /* Whether a garbage member of the last trial has a finalizer (__del__) still to run; with
+       run, runs them, as the collector does before it clears anything (all the garbage is
+       kept alive meanwhile). After that the trial must be made again: a finalizer may have
+       made some of it reachable. */
+    static int mgf_trial_finalize(mgf_trial* t, int run) {
+        PyObject* held[MGF_TRIAL_CAP];
+        int k, m = 0, any = 0;
+        for (k = 0; k < t->n; k++)
+            if (!t->reached[k] && mgf_trial_unfinalized(t->obj[k]))
+                any = 1;
+        if (!any || !run)
+            return any;
+        for (k = 0; k < t->n; k++)
+            if (!t->reached[k]) {
+                Py_INCREF(t->obj[k]);
+                held[m++] = t->obj[k];
+            }
+        for (k = 0; k < m; k++)
+            if (mgf_trial_unfinalized(held[k]))
+                PyObject_CallFinalizer(held[k]);
+        for (k = 0; k < m; k++)
+            Py_DECREF(held[k]);
+        return 1;
+    }
+
+    /* The garbage members of the last trial that are instances of type vt, each with a new
+       reference, into out; how many. */
+    static int mgf_trial_values(mgf_trial* t, PyTypeObject* vt, PyObject** out) {
+        int k, m = 0;
+        for (k = 0; k < t->n; k++)
+            if (!t->reached[k] && PyObject_TypeCheck(t->obj[k], vt)) {
+                Py_INCREF(t->obj[k]);
+                out[m++] = t->obj[k];
+            }
+        return m;
     }
     """
-    bint mgf_trial_garbage(PyObject* suspect, Py_ssize_t ours) noexcept
+    enum: MGF_TRIAL_CAP
+    ctypedef struct mgf_trial:
+        pass
+    bint mgf_trial_run(mgf_trial* t, PyObject* suspect, Py_ssize_t ours) noexcept
+    bint mgf_trial_finalize(mgf_trial* t, bint run) noexcept
+    int mgf_trial_values(mgf_trial* t, _TypeSlots* vt, PyObject** out) noexcept
 
 
 cdef bint _cyclic_seen = False  # a PY node or a kept facade has been made: teardown watches
@@ -152,6 +200,8 @@ cdef void _suspect(Py_ssize_t c) noexcept:
     cdef void* tmp
     if o == NULL or not _sole_owner(c) or not PyObject_GC_IsTracked(o):
         return
+    if not (nodes[c].flags & FLAG_KEEP) and _py_fn(c) == NULL:
+        return  # a PY node without a callable (cleared by a trial): nothing closes a cycle
     if _n_suspects == _suspects_cap:
         tmp = PyMem_RawRealloc(_suspects, <size_t>(_suspects_cap * 2 + 16) * sizeof(PyObject*))
         if tmp == NULL:  # out of memory: the GC will find it, as it always could
@@ -164,13 +214,25 @@ cdef void _suspect(Py_ssize_t c) noexcept:
 
 
 cdef void _try_suspect() noexcept:
-    """Take the last suspect off the list; clear it if the trial finds it garbage. Called by
-    _drain with the arena consistent and pinned (clearing runs Python code: the releases it
-    causes are queued, and _drain frees them next)."""
+    """Take the last suspect off the list; if the trial finds it garbage, clear it and the other
+    Values found garbage with it, as the GC would: first their finalizers, then (if it is all
+    still garbage) _value_clear. Called by _drain with the arena consistent and pinned
+    (clearing runs Python code: the releases it causes are queued, and _drain frees them
+    next)."""
     global _n_suspects, cycles_freed
+    cdef mgf_trial t
+    cdef PyObject* found[MGF_TRIAL_CAP]
+    cdef int k, m
     _n_suspects -= 1
     cdef PyObject* o = _suspects[_n_suspects]
-    if mgf_trial_garbage(o, 1):
+    cdef bint garbage = mgf_trial_run(&t, o, 1)
+    if garbage and mgf_trial_finalize(&t, True):
+        garbage = mgf_trial_run(&t, o, 1) and not mgf_trial_finalize(&t, False)
+    if garbage:
+        m = mgf_trial_values(&t, _value_type, found)
+        for k in range(m):
+            _value_clear(found[k])
+        for k in range(m):
+            Py_DECREF(<object>found[k])
         cycles_freed += 1
-        _value_clear(o)
     Py_DECREF(<object>o)
