@@ -60,7 +60,7 @@ cdef extern from "Python.h":
     void PyObject_ClearWeakRefs(PyObject*)
     void PyErr_Fetch(PyObject**, PyObject**, PyObject**)
     void PyErr_Restore(PyObject*, PyObject*, PyObject*)
-    PyObject* Py_TYPE(PyObject*)
+    PyObject* Py_TYPE "(PyObject*)Py_TYPE" (PyObject*)  # (C: a PyTypeObject*)
     void PyType_Modified(_TypeSlots*)
     void PyObject_GC_Track(void*)
     void PyObject_GC_UnTrack(void*)

@@ -105,7 +105,7 @@ cdef inline double py_tanh(double x) noexcept nogil:
 cdef inline int py_tanh_grad(double t, double* out) noexcept nogil:
     """The lecture's d tanh, 1 - t**2, with Python's t**2 (libm's pow, not always t * t); as
     there, F_RANGE (an OverflowError) when t**2 overflows -- a tanh whose data was set huge."""
-    cdef double t2
+    cdef double t2 = 0.0  # (py_pow leaves it unset on some errors)
     cdef int err = py_pow(t, 2.0, &t2)
     out[0] = 1 - t2
     return err
