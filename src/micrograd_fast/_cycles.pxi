@@ -26,15 +26,19 @@
 
 cdef extern from *:
     """
-    #define MGF_TRIAL_CAP 96     /* objects one trial looks at */
-    #define MGF_TRIAL_REFS 64    /* an object referred to more often is taken as reachable */
+    #define MGF_TRIAL_CAP 96        /* objects one trial looks at */
+    #define MGF_TRIAL_REFS 64       /* an object referred to more often is taken as reachable */
+    #define MGF_TRIAL_EACH 256      /* references one member's walk may visit ... */
+    #define MGF_TRIAL_VISITS 4096   /* ... and the whole trial */
 
     typedef struct {
         PyObject* obj[MGF_TRIAL_CAP];
         Py_ssize_t inner[MGF_TRIAL_CAP];  /* references to obj[k] from members */
         unsigned char reached[MGF_TRIAL_CAP];
+        unsigned char opaque[MGF_TRIAL_CAP];  /* too many references to walk: not counted */
         int stack[MGF_TRIAL_CAP];
-        int n, nstack;
+        int undo[MGF_TRIAL_EACH];         /* the members the current walk has counted */
+        int n, nstack, nundo, visits, total;
         short table[256];                 /* open addressing over obj: index + 1, 0 = empty */
     } mgf_trial;
 
@@ -50,6 +54,7 @@ cdef extern from *:
                 t->obj[t->n] = o;
                 t->inner[t->n] = 0;
                 t->reached[t->n] = 0;
+                t->opaque[t->n] = 0;
                 t->table[h] = (short)(++t->n);
                 return t->n - 1;
             }
@@ -66,34 +71,20 @@ cdef extern from *:
                && !PyType_Check(o) && !PyModule_CheckExact(o);
     }
 
-    /* o's references, through tp_traverse -- but a function's globals, code and names are left
-       out (its module's namespace, which would take up the walk), keeping what a closure is:
-       its cells, defaults and attributes. Both walks go through here, so a reference left out
-       is left out of the counts too (it then only makes its target look reachable). */
-    static void mgf_trial_expand(PyObject* o, visitproc visit, void* arg) {
-        traverseproc tr;
-        if (PyFunction_Check(o)) {
-            PyFunctionObject* f = (PyFunctionObject*)o;
-            if (f->func_closure) visit(f->func_closure, arg);
-            if (f->func_defaults) visit(f->func_defaults, arg);
-            if (f->func_kwdefaults) visit(f->func_kwdefaults, arg);
-            if (f->func_dict) visit(f->func_dict, arg);
-            return;
-        }
-        tr = Py_TYPE(o)->tp_traverse;
-        if (tr != NULL)
-            tr(o, visit, arg);
-    }
-
-    /* first walk: gather the members, counting the references between them */
+    /* first walk: gather the members, counting the references between them (a non-zero
+       return stops the member's tp_traverse: it has too many references) */
     static int mgf_trial_count(PyObject* o, void* arg) {
         mgf_trial* t = (mgf_trial*)arg;
         int k;
+        if (++t->visits > MGF_TRIAL_EACH)
+            return 1;
         if (o == NULL || !mgf_trial_member(o))
             return 0;
         k = mgf_trial_find(t, o, 1);
-        if (k >= 0)
+        if (k >= 0) {
             t->inner[k]++;
+            t->undo[t->nundo++] = k;
+        }
         return 0;
     }
 
@@ -111,19 +102,51 @@ cdef extern from *:
         return 0;
     }
 
+    /* o's references, through tp_traverse -- but a function's globals, code and names are left
+       out (its module's namespace, which would take up the walk), keeping what a closure is:
+       its cells, defaults and attributes. Both walks go through here, so a reference left out
+       is left out of the counts too (it then only makes its target look reachable). */
+    static void mgf_trial_expand(PyObject* o, visitproc visit, void* arg) {
+        traverseproc tr;
+        if (PyFunction_Check(o)) {
+            PyFunctionObject* f = (PyFunctionObject*)o;
+            if (f->func_closure && visit(f->func_closure, arg)) return;
+            if (f->func_defaults && visit(f->func_defaults, arg)) return;
+            if (f->func_kwdefaults && visit(f->func_kwdefaults, arg)) return;
+            if (f->func_dict) visit(f->func_dict, arg);
+            return;
+        }
+        tr = Py_TYPE(o)->tp_traverse;
+        if (tr != NULL)
+            tr(o, visit, arg);
+    }
+
     /* The trial from suspect (tracked; the caller holds `ours` references to it besides the
        others): whether it is reachable only from itself and objects it reaches -- garbage. The
-       members, and which of them are reached from outside, are left in t. */
+       members, and which of them are reached from outside, are left in t. A member with more
+       references than MGF_TRIAL_EACH is not walked (opaque: what it refers to then looks
+       referred to from outside); a trial that would visit more than MGF_TRIAL_VISITS gives
+       up (not garbage). */
     static int mgf_trial_run(mgf_trial* t, PyObject* suspect, Py_ssize_t ours) {
-        int k;
+        int k, u;
         memset(t->table, 0, sizeof(t->table));
-        t->n = t->nstack = 0;
+        t->n = t->nstack = t->total = 0;
         if (!PyObject_GC_IsTracked(suspect))
             return 0;
         mgf_trial_find(t, suspect, 1);
         t->inner[0] = ours;
-        for (k = 0; k < t->n; k++)  /* (t->n grows as members are found) */
+        for (k = 0; k < t->n; k++) {  /* (t->n grows as members are found) */
+            t->visits = t->nundo = 0;
             mgf_trial_expand(t->obj[k], mgf_trial_count, t);
+            if (t->visits > MGF_TRIAL_EACH) {  /* cut short: take back what it counted */
+                for (u = 0; u < t->nundo; u++)
+                    t->inner[t->undo[u]]--;
+                t->opaque[k] = 1;
+            }
+            t->total += t->visits;
+            if (t->total > MGF_TRIAL_VISITS)
+                return 0;
+        }
         for (k = 0; k < t->n; k++) {
             if (Py_REFCNT(t->obj[k]) > t->inner[k]) {  /* referred to from outside */
                 t->reached[k] = 1;
@@ -132,7 +155,8 @@ cdef extern from *:
         }
         while (t->nstack) {
             k = t->stack[--t->nstack];
-            mgf_trial_expand(t->obj[k], mgf_trial_reach, t);
+            if (!t->opaque[k])
+                mgf_trial_expand(t->obj[k], mgf_trial_reach, t);
         }
         return !t->reached[0];
     }
@@ -141,18 +165,35 @@ cdef extern from *:
         return Py_TYPE(o)->tp_finalize != NULL && !PyObject_GC_IsFinalized(o);
     }
 
-    /* Whether a garbage member of the last trial has a finalizer (__del__) still to run; with
-       run, runs them, as the collector does before it clears anything (all the garbage is
-       kept alive meanwhile). After that the trial must be made again: a finalizer may have
-       made some of it reachable. */
-    static int mgf_trial_finalize(mgf_trial* t, int run) {
+    /* whether o has weak references (a weak reference list, where its type has one; a type
+       object's own list is elsewhere, but types are never members) */
+    static int mgf_trial_weakly_referred(PyObject* o) {
+        Py_ssize_t off = Py_TYPE(o)->tp_weaklistoffset;
+        return off != 0 && *(PyObject**)((char*)o + off) != NULL;
+    }
+
+    /* What the last trial's garbage needs before it can be cleared: 0 nothing; 1 finalizers
+       (__del__, a generator's close) to run first, as the collector runs them; 2 something
+       this check leaves to the collector: a weak reference to it (the collector clears those
+       before any code can see the garbage, which no API here can do) or a legacy tp_del. */
+    static int mgf_trial_needs(mgf_trial* t) {
+        int k, need = 0;
+        for (k = 0; k < t->n; k++) {
+            if (t->reached[k])
+                continue;
+            if (mgf_trial_weakly_referred(t->obj[k]) || Py_TYPE(t->obj[k])->tp_del != NULL)
+                return 2;
+            if (mgf_trial_unfinalized(t->obj[k]))
+                need = 1;
+        }
+        return need;
+    }
+
+    /* Run the last trial's garbage's finalizers, all of it kept alive meanwhile. Then the
+       trial must be made again: a finalizer may have made some of it reachable. */
+    static void mgf_trial_finalize(mgf_trial* t) {
         PyObject* held[MGF_TRIAL_CAP];
-        int k, m = 0, any = 0;
-        for (k = 0; k < t->n; k++)
-            if (!t->reached[k] && mgf_trial_unfinalized(t->obj[k]))
-                any = 1;
-        if (!any || !run)
-            return any;
+        int k, m = 0;
         for (k = 0; k < t->n; k++)
             if (!t->reached[k]) {
                 Py_INCREF(t->obj[k]);
@@ -163,7 +204,6 @@ cdef extern from *:
                 PyObject_CallFinalizer(held[k]);
         for (k = 0; k < m; k++)
             Py_DECREF(held[k]);
-        return 1;
     }
 
     /* The garbage members of the last trial that are instances of type vt, each with a new
@@ -177,13 +217,23 @@ cdef extern from *:
             }
         return m;
     }
+
+    /* what the collector calls to break o's references: its type's tp_clear (a subclass's
+       clears its slots, then calls Value's) */
+    static void mgf_tp_clear(PyObject* o) {
+        inquiry clear = Py_TYPE(o)->tp_clear;
+        if (clear != NULL)
+            clear(o);
+    }
     """
     enum: MGF_TRIAL_CAP
     ctypedef struct mgf_trial:
         pass
     bint mgf_trial_run(mgf_trial* t, PyObject* suspect, Py_ssize_t ours) noexcept
-    bint mgf_trial_finalize(mgf_trial* t, bint run) noexcept
+    int mgf_trial_needs(mgf_trial* t) noexcept
+    void mgf_trial_finalize(mgf_trial* t) noexcept
     int mgf_trial_values(mgf_trial* t, _TypeSlots* vt, PyObject** out) noexcept
+    void mgf_tp_clear(PyObject* o) noexcept
 
 
 cdef bint _cyclic_seen = False  # a PY node or a kept facade has been made: teardown watches
@@ -214,24 +264,29 @@ cdef void _suspect(Py_ssize_t c) noexcept:
 
 
 cdef void _try_suspect() noexcept:
-    """Take the last suspect off the list; if the trial finds it garbage, clear it and the other
-    Values found garbage with it, as the GC would: first their finalizers, then (if it is all
-    still garbage) _value_clear. Called by _drain with the arena consistent and pinned
-    (clearing runs Python code: the releases it causes are queued, and _drain frees them
-    next)."""
+    """Take the last suspect off the list; if the trial finds it garbage, free it and the other
+    Values found garbage with it as the GC would: their finalizers first (then the trial
+    again), then each Value's tp_clear. Garbage the check leaves to the GC (weakly referred
+    to) is left alone. Called by _drain with the arena consistent and pinned (clearing runs
+    Python code: the releases it causes are queued, and _drain frees them next)."""
     global _n_suspects, cycles_freed
     cdef mgf_trial t
     cdef PyObject* found[MGF_TRIAL_CAP]
-    cdef int k, m
+    cdef int k, m, need
     _n_suspects -= 1
     cdef PyObject* o = _suspects[_n_suspects]
     cdef bint garbage = mgf_trial_run(&t, o, 1)
-    if garbage and mgf_trial_finalize(&t, True):
-        garbage = mgf_trial_run(&t, o, 1) and not mgf_trial_finalize(&t, False)
+    if garbage:
+        need = mgf_trial_needs(&t)
+        if need == 1:
+            mgf_trial_finalize(&t)
+            garbage = mgf_trial_run(&t, o, 1) and mgf_trial_needs(&t) == 0
+        elif need == 2:
+            garbage = False
     if garbage:
         m = mgf_trial_values(&t, _value_type, found)
         for k in range(m):
-            _value_clear(found[k])
+            mgf_tp_clear(found[k])
         for k in range(m):
             Py_DECREF(<object>found[k])
         cycles_freed += 1

@@ -192,6 +192,11 @@ cdef class Value:
             _unkeep(self)
             self._i = 0
             facades[old] = NULL
+            if nodes[old].flags >> 4:
+                # Python-backward parents hold this object, which now stands for another
+                # node: the old one's count of them is void, so its next facade may never
+                # report the node's references (_sole_owner)
+                nodes[old].flags |= HELD_MAX << 4
             _own(self, i)
             _release(old)
         else:
