@@ -35,6 +35,9 @@ Workloads (the table's rows, in this order; UNITS gives each one's unit):
   ``Value.recompute`` and ``micrograd_fast.optim`` exist);
 * ``digits-step``        -- ms per minibatch step (32 samples) of MLP(64, [32, 10]) on
   scikit-learn's 8x8 digits, multi-class hinge loss written with relu (skipped without sklearn);
+* ``custom-op-step``     -- ms per training step of the micrograd lecture's MLP(3, [4, 4, 1]) on
+  its 4 samples, each neuron's tanh a hand-built op (a Python ``_backward`` closure set on a
+  ``Value(t, (x,), 'tanh')``), as scripts that define their own ops run (skipped on torch);
 * ``param-loop``         -- µs per ``for p in params: p.data -= lr * p.grad`` over the demo
   model's 337 parameters;
 * ``zero-grad``          -- µs per ``model.zero_grad()`` of the demo model;
@@ -98,6 +101,7 @@ UNITS = {
     "demo-step": "ms/step",
     "demo-step-replayed": "ms/step",
     "digits-step": "ms/step",
+    "custom-op-step": "ms/step",
     "param-loop": "µs/loop",
     "zero-grad": "µs/call",
     "optimizer-step": "ns/param",
@@ -123,9 +127,10 @@ PYTHON_ENGINES = ("reference", "micrograd", "micrograd-gcoff")  # objects tracem
 # tree_leaves: leaves of backward-tree (a multiple of 4); chain_nodes: backward-chain's nodes per
 # engine kind (torch's 10^6 only at full size: ~20 s a round); fanout: the products of
 # backward-fanout; demo_points: moons points per step (and in backward-mlp's graph);
-# digits_batch: samples per digits step; reps: loops per round of param-loop / zero-grad /
-# optimizer-step; mem_nodes: nodes of the memory graph; chain_max: the deepest chain tried per
-# engine kind; chain_timeout / chain_budget: seconds per attempt / per engine.
+# digits_batch: samples per digits step (custom-op-step has no size: the lecture's 4 samples);
+# reps: loops per round of param-loop / zero-grad / optimizer-step; mem_nodes: nodes of the
+# memory graph; chain_max: the deepest chain tried per engine kind; chain_timeout /
+# chain_budget: seconds per attempt / per engine.
 SIZES: dict[str, dict[str, Any]] = {
     "smoke": dict(binop_steps=200, leaves=256, bw_width=16, bw_layers=4, tree_leaves=64,
                   chain_nodes=dict(compiled=2_000, python=2_000, torch=2_000), fanout=64,
@@ -860,6 +865,126 @@ def _digits_case(engine: Engine, batch: int) -> Case:
     return Case("digits-step", engine, 1, None, run, check, extra=dict(batch=batch))
 
 
+# ---- a script's own op: the lecture's hand-built tanh ----
+
+# the micrograd lecture's data set and model: MLP(3, [4, 4, 1]), 41 parameters
+LECTURE_XS = [[2.0, 3.0, -1.0], [3.0, -1.0, 0.5], [0.5, 1.0, 1.0], [1.0, 1.0, -1.0]]
+LECTURE_YS = [1.0, -1.0, -1.0, 1.0]
+LECTURE_SIZES = [4, 4, 1]  # 3 * 4 + 4 + 4 * 4 + 4 + 4 + 1 = 41 parameters
+LECTURE_LR = 0.05
+
+
+def lecture_tanh(Value: Callable[..., Any]) -> Callable[[Any], Any]:
+    """The lecture's tanh on the engine's Value class, built by hand as a user script builds its
+    own op: the forward in Python floats, the node made with ``Value(t, (x,), 'tanh')``, and a
+    Python ``_backward`` closure that backward() calls back into."""
+
+    def tanh(x: Any) -> Any:
+        t = (math.exp(2 * x.data) - 1) / (math.exp(2 * x.data) + 1)
+        out = Value(t, (x,), "tanh")
+
+        def _backward() -> None:
+            x.grad += (1 - t ** 2) * out.grad
+
+        out._backward = _backward
+        return out
+
+    return tanh
+
+
+class LectureNeuron:
+    """The lecture's neuron over engine Values: ``tanh(sum(w_i * x_i) + b)``, its tanh the
+    hand-built op. Its weights, then its bias, are drawn from `rng` in [-1, 1]."""
+
+    def __init__(self, Value: Callable[[float], Any], nin: int, rng: random.Random,
+                 tanh: Callable[[Any], Any]) -> None:
+        self.w = [Value(rng.uniform(-1, 1)) for _ in range(nin)]
+        self.b = Value(rng.uniform(-1, 1))
+        self.tanh = tanh
+
+    def __call__(self, x: Sequence[Any]) -> Any:
+        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        return self.tanh(act)
+
+    def parameters(self) -> list[Any]:
+        return self.w + [self.b]
+
+
+class LectureLayer:
+    """The lecture's layer: `nout` neurons over the same inputs (one output: not a list)."""
+
+    def __init__(self, Value: Callable[[float], Any], nin: int, nout: int, rng: random.Random,
+                 tanh: Callable[[Any], Any]) -> None:
+        self.neurons = [LectureNeuron(Value, nin, rng, tanh) for _ in range(nout)]
+
+    def __call__(self, x: Sequence[Any]) -> Any:
+        outs = [n(x) for n in self.neurons]
+        return outs[0] if len(outs) == 1 else outs
+
+    def parameters(self) -> list[Any]:
+        return [p for neuron in self.neurons for p in neuron.parameters()]
+
+
+class LectureMLP:
+    """The lecture's MLP (tanh on every layer, the last one too) as a script defines it: plain
+    Python classes holding the engine's Values, not the engine's nn. Parameters come from
+    `rng` in a fixed order: layer by layer, neuron by neuron, weights then bias."""
+
+    def __init__(self, Value: Callable[..., Any], nin: int, nouts: list[int],
+                 rng: random.Random) -> None:
+        tanh = lecture_tanh(Value)
+        sz = [nin] + nouts
+        self.layers = [LectureLayer(Value, sz[i], sz[i + 1], rng, tanh)
+                       for i in range(len(nouts))]
+
+    def __call__(self, x: Any) -> Any:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def parameters(self) -> list[Any]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+
+def custom_op_train_step(model: LectureMLP, xs: Sequence[Sequence[float]], ys: Sequence[float],
+                         lr: float = LECTURE_LR) -> float:
+    """One step of the lecture's training loop: forward on every sample (inputs as plain
+    floats), squared-error loss, grads set to 0.0, backward, ``p.data += -lr * p.grad``.
+    Returns the loss."""
+    ypred = [model(x) for x in xs]
+    loss = sum((yout - ygt) ** 2 for ygt, yout in zip(ys, ypred))
+    params = model.parameters()
+    for p in params:
+        p.grad = 0.0
+    loss.backward()
+    for p in params:
+        p.data += -lr * p.grad
+    return float(loss.data)
+
+
+def _custom_op_case(engine: Engine) -> Case:
+    """The lecture's training step with its hand-built tanh: every neuron's activation is a
+    Python ``_backward`` closure that the engine must call, so a compiled engine saves only on
+    the arithmetic nodes around it. The step's graph is freed as each engine frees it (hand-built
+    nodes are reference cycles through their closures), with the harness's gc settings."""
+    if engine.kind == "torch":
+        raise WorkloadUnavailable("a hand-built op is not possible on torch tensors (no "
+                                  "Value(data, children, op) nor settable _backward: torch's "
+                                  "way is a torch.autograd.Function)")
+    model = LectureMLP(engine.Value, 3, LECTURE_SIZES, random.Random(1337))
+    losses: list[float] = []  # every round's loss (the first: before any update)
+
+    def run() -> None:
+        losses.append(custom_op_train_step(model, LECTURE_XS, LECTURE_YS))
+
+    def check() -> Result:
+        return dict(first_step_loss=losses[0], last_loss=losses[-1],
+                    parameters=len(model.parameters()))
+
+    return Case("custom-op-step", engine, 1, None, run, check,
+                extra=dict(samples=len(LECTURE_XS)))
+
+
 # ---- parameter loops ----
 
 
@@ -993,6 +1118,7 @@ _BUILDERS: dict[str, Callable[[Engine, dict[str, Any], bool], Case]] = {
     "demo-step": lambda e, s, v: _demo_case(e, s["demo_points"], v),
     "demo-step-replayed": lambda e, s, v: _demo_replayed_case(e, s["demo_points"], v),
     "digits-step": lambda e, s, v: _digits_case(e, s["digits_batch"]),
+    "custom-op-step": lambda e, s, v: _custom_op_case(e),
     "param-loop": lambda e, s, v: _sgd_case("param-loop", e, s["reps"]),
     "zero-grad": lambda e, s, v: _zero_grad_case(e, s["reps"]),
     "optimizer-step": lambda e, s, v: _sgd_case("optimizer-step", e, s["reps"]),
@@ -1408,6 +1534,8 @@ NOTES = {
                     "w·x + b one node where micrograd makes 2n",
     "demo-step-replayed": "micrograd_fast replays one retained graph (recompute, zero_grad, "
                           "backward, optimizer step); the other engines run their eager step",
+    "custom-op-step": "every neuron's tanh is a hand-built op (a Python _backward closure, the "
+                      "lecture's way): the engine calls back into Python for each",
     "optimizer-step": "micrograd_fast.optim.SGD and torch.optim.SGD; the other engines run the "
                       "SGD loop of param-loop",
     "teardown": "upstream micrograd's graphs are reference cycles: its time is the "
