@@ -50,6 +50,18 @@ def half(Value, x, token=None):
     return out
 
 
+def triple(Value, x, extras):
+    """x * 3, built by hand, whose closure also holds the list `extras` (what a test hangs on
+    the node; filled in after, since it may refer to the node)."""
+    out = Value(x.data * 3.0, (x,), "triple")
+
+    def _backward():
+        x.grad += 3.0 * out.grad
+        assert extras is not out  # (keeps the extras in the closure)
+    out._backward = _backward
+    return out
+
+
 def mixed_chain(Value, levels, gone, keep=None):
     """y = half(y) + 1.0, `levels` times, from a leaf: (leaf, top); each hand-built node's
     Token k lands in `gone` when the node is freed; those numbered in keep are kept there."""
@@ -225,15 +237,11 @@ def test_what_the_check_cannot_see_whole_is_left_to_the_collector(engine, no_aut
     gone = []
 
     def build():
-        x = Value(2.0)
-        out = Value(x.data * 3.0, (x,), "triple")
+        x, extras = Value(2.0), []
+        out = triple(Value, x, extras)
         crowd = [[k] for k in range(300)]
         crowd[-1].append(out)
-        token = Token(0, gone)
-
-        def _backward():
-            x.grad += 3.0 * out.grad + 0.0 * len(crowd) * (token is None)
-        out._backward = _backward
+        extras += [crowd, Token(0, gone)]
         return x, out, crowd[-1]
 
     x, out, outside = build()
@@ -313,14 +321,10 @@ def test_a_finalizer_that_resurrects_a_node_finds_it_whole(engine, no_auto_gc):
             saved.append(self.node)
 
     def build():
-        x = Value(2.0)
-        out = Value(x.data * 3.0, (x,), "triple")
+        x, extras = Value(2.0), []
+        out = triple(Value, x, extras)
         out.tag = "hello"
-        rescuer = Rescuer(out)
-
-        def _backward():
-            x.grad += 3.0 * out.grad * (rescuer is not None)
-        out._backward = _backward
+        extras.append(Rescuer(out))
         return x, out + 1.0
 
     x, y = build()
@@ -345,14 +349,10 @@ def test_a_weak_reference_never_hands_out_a_half_freed_value(engine, no_auto_gc)
             seen.append(None if node is None else (node.tag, node._op))
 
     def build():
-        x = Value(2.0)
-        out = Value(x.data * 3.0, (x,), "triple")
+        x, extras = Value(2.0), []
+        out = triple(Value, x, extras)
         out.tag = "t"
-        looker = Looker()
-
-        def _backward():
-            x.grad += 3.0 * out.grad * (looker is not None)
-        out._backward = _backward
+        extras.append(Looker())
         registry["n"] = out
         return x, out + 1.0
 
@@ -369,8 +369,8 @@ def test_a_generator_closed_with_the_graph_sees_the_node_whole(engine, no_auto_g
     seen = []
 
     def build():
-        x = Value(2.0)
-        out = Value(x.data * 3.0, (x,), "triple")
+        x, extras = Value(2.0), []
+        out = triple(Value, x, extras)
         out.tag = "out"
 
         def watcher():
@@ -381,10 +381,7 @@ def test_a_generator_closed_with_the_graph_sees_the_node_whole(engine, no_auto_g
 
         gen = watcher()
         next(gen)
-
-        def _backward():
-            x.grad += 3.0 * out.grad * (gen is not None)
-        out._backward = _backward
+        extras.append(gen)
         return x, out + 1.0
 
     x, y = build()
@@ -438,12 +435,15 @@ def test_reinitialising_a_held_value_never_frees_what_its_old_node_needs(c_engin
         (old,) = P._prev  # a Value of m's old node
         old.note = "old"
         out.partner = old
-        return P, out + 1.0, x, m_backward
+        return P, out + 1.0, x
 
-    P, y, x, m_backward = make()
-    del y
-    (S,) = [c.cell_contents for c in m_backward.__closure__ if c.cell_contents.data == 2.0]
-    assert S.partner.note == "old"
-    del S, m_backward
+    P, y, x = make()
+    del y  # S's parent: S is a suspect, reachable only through P's old child
+    (old,) = P._prev
+    assert old.note == "old"
+    (S,) = [c.cell_contents for c in old._backward.__closure__
+            if isinstance(c.cell_contents, Value) and c.cell_contents.data == 2.0]
+    assert S.partner is old
+    del S, old
     P.backward()
     assert x.grad == 1.0
