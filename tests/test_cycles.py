@@ -447,3 +447,34 @@ def test_reinitialising_a_held_value_never_frees_what_its_old_node_needs(c_engin
     del S, old
     P.backward()
     assert x.grad == 1.0
+
+
+@pytest.mark.parametrize("where", ["table", "doc"])
+def test_a_weak_reference_callback_in_the_garbage_never_runs_on_a_half_freed_value(
+        engine, no_auto_gc, where):
+    # the referent of a weak reference that is itself garbage dies with the graph; the
+    # collector never calls such a callback. Here the referent sits where a bounded walk
+    # would not look -- in a 300-entry table, or in the callable's __doc__ -- so freeing the
+    # graph without seeing it all would run the callback on a Value already taken apart
+    Value = engine.Value
+    seen = []
+
+    class R:
+        pass
+
+    def build():
+        x, extras = Value(2.0), []
+        out = triple(Value, x, extras)
+        out.tag = "hello"
+        r = R()
+        extras.append(weakref.ref(r, lambda _: seen.append((out.tag, out._backward.__name__))))
+        if where == "table":
+            out.table = [r] + [0.0] * 300
+        else:
+            out._backward.__doc__ = r
+        return out + 1.0
+
+    y = build()
+    del y
+    gc.collect()
+    assert seen in ([], [("hello", "_backward")])

@@ -15,14 +15,22 @@
 # the facade is a suspect (_suspect). Once the release is over, each suspect gets a trial
 # deletion over the objects it reaches (a bounded breadth-first walk through tp_traverse, as the
 # GC's own): every member whose reference count is not all accounted for by references from
-# members is reachable from outside, and so is every member it reaches. A suspect found
-# unreachable is garbage, with the other members not reached. They are then treated as the GC
-# treats garbage: finalizers (__del__) first, on intact objects, then -- if the trial, made
-# again, still finds the suspect garbage -- each Value among them is cleared (_value_clear),
-# which breaks their cycles, and reference counting frees the rest, including nodes further
-# down, which may be suspects in turn. Objects left out of the walk (too many, too widely
-# shared, untracked, a function's globals) only make members look reachable, never the other
-# way round: a trial can miss garbage (the GC then takes it) but cannot free what is in use.
+# members is reachable from outside, and so is every member it reaches. Objects left out of the
+# walk (too many, too widely shared, a function's globals) only make members look reachable,
+# never the other way round: a trial can miss garbage (the GC then takes it), not free what is
+# in use. A suspect found unreachable is garbage, with the other members not reached; they are
+# freed as the GC frees garbage, which promises that no code sees a Value half taken apart:
+#   - garbage that something refers to weakly is left to the GC (only it can clear weak
+#     references before any code runs);
+#   - finalizers (__del__, a generator's close) run first, on whole objects, and the trial is
+#     made again (a finalizer may have made some of it reachable);
+#   - everything that would die with it must have been looked at (mgf_trial_dies_ok): no
+#     member cut short, every other object it refers to referred to from elsewhere or inert;
+#   - then each Value among it is cleared through its type's tp_clear, which breaks the cycles,
+#     and reference counting frees the rest -- nodes further down included, which may be
+#     suspects in turn.
+# A suspect found reachable (a kept parameter, its model holding it) is remembered with its
+# reference count, and not tried again at every step while that count stays the same.
 
 cdef extern from *:
     """
@@ -30,6 +38,7 @@ cdef extern from *:
     #define MGF_TRIAL_REFS 64       /* an object referred to more often is taken as reachable */
     #define MGF_TRIAL_EACH 256      /* references one member's walk may visit ... */
     #define MGF_TRIAL_VISITS 4096   /* ... and the whole trial */
+    #define MGF_TRIAL_DEPS 128      /* objects outside them the garbage may refer to */
 
     typedef struct {
         PyObject* obj[MGF_TRIAL_CAP];
@@ -39,7 +48,13 @@ cdef extern from *:
         int stack[MGF_TRIAL_CAP];
         int undo[MGF_TRIAL_EACH];         /* the members the current walk has counted */
         int n, nstack, nundo, visits, total;
+        PyObject* skip[2];                /* a function's globals and builtins: not walked */
         short table[256];                 /* open addressing over obj: index + 1, 0 = empty */
+        /* the last check (mgf_trial_dies_ok): objects outside the members that the garbage
+           refers to, and how often */
+        PyObject* dep[MGF_TRIAL_DEPS];
+        Py_ssize_t depcount[MGF_TRIAL_DEPS];
+        int ndep;
     } mgf_trial;
 
     /* obj's index among the members, adding it when add is set and there is room (-1: not a
@@ -64,10 +79,11 @@ cdef extern from *:
         }
     }
 
-    /* classes and modules are left out: they are as good as always reachable, and looking
-       through them would spend the walk on a whole program */
+    /* Containers (objects of the GC's kind, tracked or not: an untracked tuple may still
+       hold what dies with it). Classes and modules are left out: they are as good as always
+       reachable, and looking through them would spend the walk on a whole program. */
     static int mgf_trial_member(PyObject* o) {
-        return PyObject_GC_IsTracked(o) && Py_REFCNT(o) <= MGF_TRIAL_REFS
+        return PyObject_IS_GC(o) && Py_REFCNT(o) <= MGF_TRIAL_REFS
                && !PyType_Check(o) && !PyModule_CheckExact(o);
     }
 
@@ -78,7 +94,7 @@ cdef extern from *:
         int k;
         if (++t->visits > MGF_TRIAL_EACH)
             return 1;
-        if (o == NULL || !mgf_trial_member(o))
+        if (o == NULL || o == t->skip[0] || o == t->skip[1] || !mgf_trial_member(o))
             return 0;
         k = mgf_trial_find(t, o, 1);
         if (k >= 0) {
@@ -92,7 +108,7 @@ cdef extern from *:
     static int mgf_trial_reach(PyObject* o, void* arg) {
         mgf_trial* t = (mgf_trial*)arg;
         int k;
-        if (o == NULL || !mgf_trial_member(o))
+        if (o == NULL || o == t->skip[0] || o == t->skip[1] || !mgf_trial_member(o))
             return 0;
         k = mgf_trial_find(t, o, 0);
         if (k >= 0 && !t->reached[k]) {
@@ -102,23 +118,22 @@ cdef extern from *:
         return 0;
     }
 
-    /* o's references, through tp_traverse -- but a function's globals, code and names are left
-       out (its module's namespace, which would take up the walk), keeping what a closure is:
-       its cells, defaults and attributes. Both walks go through here, so a reference left out
-       is left out of the counts too (it then only makes its target look reachable). */
-    static void mgf_trial_expand(PyObject* o, visitproc visit, void* arg) {
-        traverseproc tr;
-        if (PyFunction_Check(o)) {
-            PyFunctionObject* f = (PyFunctionObject*)o;
-            if (f->func_closure && visit(f->func_closure, arg)) return;
-            if (f->func_defaults && visit(f->func_defaults, arg)) return;
-            if (f->func_kwdefaults && visit(f->func_kwdefaults, arg)) return;
-            if (f->func_dict) visit(f->func_dict, arg);
+    /* o's references, through tp_traverse -- but not a function's globals and builtins (its
+       module's namespace, which would take up the walk). Both walks go through here, so a
+       reference left out is left out of the counts too (it then only makes its target look
+       referred to from outside). */
+    static void mgf_trial_expand(mgf_trial* t, PyObject* o, visitproc visit) {
+        traverseproc tr = Py_TYPE(o)->tp_traverse;
+        if (tr == NULL)
             return;
+        if (PyFunction_Check(o)) {
+            t->skip[0] = PyFunction_GET_GLOBALS(o);
+    #if PY_VERSION_HEX >= 0x030A0000
+            t->skip[1] = ((PyFunctionObject*)o)->func_builtins;
+    #endif
         }
-        tr = Py_TYPE(o)->tp_traverse;
-        if (tr != NULL)
-            tr(o, visit, arg);
+        tr(o, visit, t);
+        t->skip[0] = t->skip[1] = NULL;
     }
 
     /* The trial from suspect (tracked; the caller holds `ours` references to it besides the
@@ -131,13 +146,14 @@ cdef extern from *:
         int k, u;
         memset(t->table, 0, sizeof(t->table));
         t->n = t->nstack = t->total = 0;
+        t->skip[0] = t->skip[1] = NULL;
         if (!PyObject_GC_IsTracked(suspect))
             return 0;
         mgf_trial_find(t, suspect, 1);
         t->inner[0] = ours;
         for (k = 0; k < t->n; k++) {  /* (t->n grows as members are found) */
             t->visits = t->nundo = 0;
-            mgf_trial_expand(t->obj[k], mgf_trial_count, t);
+            mgf_trial_expand(t, t->obj[k], mgf_trial_count);
             if (t->visits > MGF_TRIAL_EACH) {  /* cut short: take back what it counted */
                 for (u = 0; u < t->nundo; u++)
                     t->inner[t->undo[u]]--;
@@ -156,7 +172,7 @@ cdef extern from *:
         while (t->nstack) {
             k = t->stack[--t->nstack];
             if (!t->opaque[k])
-                mgf_trial_expand(t->obj[k], mgf_trial_reach, t);
+                mgf_trial_expand(t, t->obj[k], mgf_trial_reach);
         }
         return !t->reached[0];
     }
@@ -187,6 +203,55 @@ cdef extern from *:
                 need = 1;
         }
         return need;
+    }
+
+    /* objects whose death runs no code and frees nothing else: no finalizer, no weak
+       references, no references of their own */
+    static int mgf_trial_inert(PyObject* o) {
+        return PyFloat_CheckExact(o) || PyLong_CheckExact(o) || PyUnicode_CheckExact(o)
+               || PyBytes_CheckExact(o) || o == Py_None || o == Py_True || o == Py_False;
+    }
+
+    /* third walk, over the garbage: count its references to non-members */
+    static int mgf_trial_dep(PyObject* o, void* arg) {
+        mgf_trial* t = (mgf_trial*)arg;
+        int k;
+        if (o == NULL || mgf_trial_inert(o) || mgf_trial_find(t, o, 0) >= 0)
+            return 0;  /* (a member: garbage itself, or reached, and then it stays) */
+        for (k = 0; k < t->ndep; k++)
+            if (t->dep[k] == o) {
+                t->depcount[k]++;
+                return 0;
+            }
+        if (t->ndep == MGF_TRIAL_DEPS)
+            return 1;
+        t->dep[t->ndep] = o;
+        t->depcount[t->ndep++] = 1;
+        return 0;
+    }
+
+    /* Whether everything that dies with the last trial's garbage has been looked at: the
+       garbage was walked whole (none of it cut short), and every other object it refers to
+       either stays (referred to from elsewhere too) or is inert. Freeing runs no code but the
+       garbage's own (whose finalizers run first) -- as the collector guarantees: no weak
+       reference callback nor finalizer of something else finds a Value half taken apart. */
+    static int mgf_trial_dies_ok(mgf_trial* t) {
+        int k;
+        traverseproc tr;
+        t->ndep = 0;
+        for (k = 0; k < t->n; k++) {
+            if (t->reached[k])
+                continue;
+            if (t->opaque[k])
+                return 0;
+            tr = Py_TYPE(t->obj[k])->tp_traverse;
+            if (tr != NULL && tr(t->obj[k], mgf_trial_dep, t))
+                return 0;  /* (too many to follow) */
+        }
+        for (k = 0; k < t->ndep; k++)
+            if (Py_REFCNT(t->dep[k]) <= t->depcount[k])
+                return 0;
+        return 1;
     }
 
     /* Run the last trial's garbage's finalizers, all of it kept alive meanwhile. Then the
@@ -231,9 +296,17 @@ cdef extern from *:
         pass
     bint mgf_trial_run(mgf_trial* t, PyObject* suspect, Py_ssize_t ours) noexcept
     int mgf_trial_needs(mgf_trial* t) noexcept
+    bint mgf_trial_dies_ok(mgf_trial* t) noexcept
     void mgf_trial_finalize(mgf_trial* t) noexcept
     int mgf_trial_values(mgf_trial* t, _TypeSlots* vt, PyObject** out) noexcept
     void mgf_tp_clear(PyObject* o) noexcept
+
+
+cdef extern from "Python.h":
+    PyObject* PyLong_FromSsize_t(Py_ssize_t)
+    Py_ssize_t PyLong_AsSsize_t(PyObject*)
+    void PyErr_Clear()
+    Py_ssize_t Py_REFCNT(PyObject*)
 
 
 cdef bint _cyclic_seen = False  # a PY node or a kept facade has been made: teardown watches
@@ -252,6 +325,8 @@ cdef void _suspect(Py_ssize_t c) noexcept:
         return
     if not (nodes[c].flags & FLAG_KEEP) and _py_fn(c) == NULL:
         return  # a PY node without a callable (cleared by a trial): nothing closes a cycle
+    if _remembered(o):
+        return
     if _n_suspects == _suspects_cap:
         tmp = PyMem_RawRealloc(_suspects, <size_t>(_suspects_cap * 2 + 16) * sizeof(PyObject*))
         if tmp == NULL:  # out of memory: the GC will find it, as it always could
@@ -267,7 +342,9 @@ cdef void _try_suspect() noexcept:
     """Take the last suspect off the list; if the trial finds it garbage, free it and the other
     Values found garbage with it as the GC would: their finalizers first (then the trial
     again), then each Value's tp_clear. Garbage the check leaves to the GC (weakly referred
-    to) is left alone. Called by _drain with the arena consistent and pinned (clearing runs
+    to, or the trial could not see all that dies with it) is left alone, and so is a suspect
+    found reachable: it is remembered (_remember), not tried again while its reference count
+    stays the same. Called by _drain with the arena consistent and pinned (clearing runs
     Python code: the releases it causes are queued, and _drain frees them next)."""
     global _n_suspects, cycles_freed
     cdef mgf_trial t
@@ -283,6 +360,7 @@ cdef void _try_suspect() noexcept:
             garbage = mgf_trial_run(&t, o, 1) and mgf_trial_needs(&t) == 0
         elif need == 2:
             garbage = False
+        garbage = garbage and mgf_trial_dies_ok(&t)
     if garbage:
         m = mgf_trial_values(&t, _value_type, found)
         for k in range(m):
@@ -290,4 +368,26 @@ cdef void _try_suspect() noexcept:
         for k in range(m):
             Py_DECREF(<object>found[k])
         cycles_freed += 1
+    else:
+        _remember(o, Py_REFCNT(o) - 1)
     Py_DECREF(<object>o)
+
+
+cdef void _remember(PyObject* o, Py_ssize_t refs) noexcept:
+    """Note in the facade's spare slot (_gc_anchor) that a trial found it reachable with refs
+    references: a kept parameter (extra attributes) becomes a suspect at every step's teardown,
+    and its model still holds it. (A wrong guess only leaves garbage to the GC.)"""
+    cdef PyObject** anchor = <PyObject**>(<char*>o + _anchor_offset)
+    cdef PyObject* memo = PyLong_FromSsize_t(refs)
+    if memo == NULL:
+        PyErr_Clear()
+        return
+    Py_XDECREF(anchor[0])
+    anchor[0] = memo
+
+
+cdef inline bint _remembered(PyObject* o) noexcept:
+    """Whether _remember found o reachable with the references it has now."""
+    cdef PyObject* memo = (<PyObject**>(<char*>o + _anchor_offset))[0]
+    return (memo != NULL and PyLong_CheckExact(<object>memo)
+            and PyLong_AsSsize_t(memo) == Py_REFCNT(o))
