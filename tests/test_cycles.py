@@ -478,3 +478,28 @@ def test_a_weak_reference_callback_in_the_garbage_never_runs_on_a_half_freed_val
     del y
     gc.collect()
     assert seen in ([], [("hello", "_backward")])
+
+
+@pytest.mark.parametrize("parents", [3, 14, 15, 16, 40])
+def test_a_value_held_by_many_hand_built_parents_is_freed(engine, no_auto_gc, parents):
+    # each hand-built parent holds its children's Values (as micrograd's _prev); the engine
+    # counts them per node, exactly, however many there are (a count that stopped at some
+    # limit would keep the child's cycle hidden from the collector for good)
+    Value = engine.Value
+    gone = []
+
+    def run():
+        x = Value(1.0)
+        x.tag = Token(0, gone)  # a kept Value: its node holds it, a cycle of its own
+        hs = [half(Value, x) for _ in range(parents)]
+        top = engine.sum_values(hs) if engine.sum_values else sum(hs)
+        top.backward()
+        assert x.grad == 0.5 * parents
+        return top
+
+    top = run()
+    del top
+    gc.collect()
+    assert gone == [0]
+    if engine.arena_stats:
+        assert live(engine) == 0

@@ -124,7 +124,8 @@ cdef enum:
     FLAG_OPNAME = 4      # has an entry in _opnames (hand-built nodes, or _op assigned)
     FLAG_KEEP = 8        # the node holds a reference to its facade (see _keep in _engine.pyx)
     HELD_ONE = 16        # flags' high 4 bits: how many Python-backward parents hold this
-    HELD_MAX = 15        #   node's facade (see _hold); at HELD_MAX the count is not kept
+    HELD_MAX = 15        #   node's facade (see _hold); from HELD_MAX on, in a side table
+    HELD_BITS = 0xF0
 
     NIL = 0xFFFFFFFF     # end of the release list
     MAX_SLOTS = 0x7FFFFFF0

@@ -83,8 +83,8 @@ def _check_arena():
         for i in range(1, top):
             if nodes[i].nref and refs[i] != nodes[i].nref:
                 raise AssertionError(f"node {i}: nref {nodes[i].nref}, counted {refs[i]}")
-            if nodes[i].nref and (nodes[i].flags >> 4) != HELD_MAX and (nodes[i].flags >> 4) != helds[i]:
-                raise AssertionError(f"node {i}: held {nodes[i].flags >> 4}, counted {helds[i]}")
+            if nodes[i].nref and _held_count(i) >= 0 and _held_count(i) != helds[i]:
+                raise AssertionError(f"node {i}: held {_held_count(i)}, counted {helds[i]}")
         if count != live:
             raise AssertionError(f"live is {live}, counted {count}")
         if nedges != etop - edead:

@@ -141,16 +141,181 @@ cdef int _hold(Py_ssize_t i, tuple values) except -1:
     Py_INCREF(values)
     x.held = <PyObject*>values
     for k in range(nodes[i].a):
-        c = kids[k]
-        if (nodes[c].flags >> 4) != HELD_MAX:
-            nodes[c].flags += HELD_ONE
+        _held_up(kids[k])
+
+
+# ---- the held count: how many Python-backward parents hold a node's facade -------------------
+#
+# Kept in the flags' high 4 bits up to 14; at HELD_MAX (15) the rest is in a small C table keyed
+# by the node's seq (which compaction keeps), so the count stays exact however many hand-built
+# parents share a child -- an inexact count would keep its facade from ever reporting a cycle.
+# "Void" (the node's facade was re-bound to another node by Value.__init__: the parents' held
+# Values now stand for that one) means not known: the facade never reports the node's contents.
+
+cdef extern from *:
+    """
+    typedef struct { uint64_t key; uint32_t val; } mgf_held_slot;  /* key: seq + 1; 0: empty */
+    static mgf_held_slot* mgf_held_tab = NULL;
+    static size_t mgf_held_cap = 0, mgf_held_n = 0;
+    static int mgf_held_broken = 0;  /* an entry could not be stored: counts at 15 are unknown */
+    #define MGF_HELD_VOID 0xFFFFFFFFu
+
+    static size_t mgf_held_home(uint64_t key) {
+        return (size_t)((key * 0x9E3779B97F4A7C15ull) >> 24) & (mgf_held_cap - 1);
+    }
+
+    static mgf_held_slot* mgf_held_find(uint64_t seq) {
+        size_t h;
+        uint64_t key = seq + 1;
+        if (mgf_held_cap == 0)
+            return NULL;
+        for (h = mgf_held_home(key);; h = (h + 1) & (mgf_held_cap - 1)) {
+            if (mgf_held_tab[h].key == key)
+                return &mgf_held_tab[h];
+            if (mgf_held_tab[h].key == 0)
+                return NULL;
+        }
+    }
+
+    static int mgf_held_grow(void) {
+        size_t ncap = mgf_held_cap ? 2 * mgf_held_cap : 64, ocap = mgf_held_cap, k, h;
+        mgf_held_slot* old = mgf_held_tab;
+        mgf_held_slot* t = (mgf_held_slot*)PyMem_RawCalloc(ncap, sizeof(mgf_held_slot));
+        if (t == NULL)
+            return -1;
+        mgf_held_tab = t;
+        mgf_held_cap = ncap;
+        for (k = 0; k < ocap; k++)
+            if (old[k].key) {
+                for (h = mgf_held_home(old[k].key); t[h].key; h = (h + 1) & (ncap - 1))
+                    ;
+                t[h] = old[k];
+            }
+        PyMem_RawFree(old);
+        return 0;
+    }
+
+    /* seq's entry set to val (added if new); 0 if there was no room for it */
+    static int mgf_held_set(uint64_t seq, uint32_t val) {
+        mgf_held_slot* s = mgf_held_find(seq);
+        uint64_t key = seq + 1;
+        size_t h;
+        if (s != NULL) {
+            s->val = val;
+            return 1;
+        }
+        if (2 * (mgf_held_n + 1) > mgf_held_cap && mgf_held_grow() < 0
+                && mgf_held_n + 1 >= mgf_held_cap)
+            return 0;
+        for (h = mgf_held_home(key); mgf_held_tab[h].key; h = (h + 1) & (mgf_held_cap - 1))
+            ;
+        mgf_held_tab[h].key = key;
+        mgf_held_tab[h].val = val;
+        mgf_held_n++;
+        return 1;
+    }
+
+    /* whether h lies in (i, j] going round the table */
+    static int mgf_held_between(size_t i, size_t h, size_t j) {
+        return i <= j ? (i < h && h <= j) : (i < h || h <= j);
+    }
+
+    static void mgf_held_del(uint64_t seq) {
+        mgf_held_slot* s = mgf_held_find(seq);
+        size_t i, j, mask = mgf_held_cap - 1;
+        if (s == NULL)
+            return;
+        i = (size_t)(s - mgf_held_tab);
+        mgf_held_tab[i].key = 0;
+        mgf_held_n--;
+        for (j = (i + 1) & mask; mgf_held_tab[j].key; j = (j + 1) & mask)
+            if (!mgf_held_between(i, mgf_held_home(mgf_held_tab[j].key), j)) {
+                mgf_held_tab[i] = mgf_held_tab[j];  /* (backward shift: no tombstones) */
+                mgf_held_tab[j].key = 0;
+                i = j;
+            }
+    }
+    """
+    ctypedef struct mgf_held_slot:
+        uint32_t val
+    mgf_held_slot* mgf_held_find(uint64_t seq) noexcept
+    bint mgf_held_set(uint64_t seq, uint32_t val) noexcept
+    void mgf_held_del(uint64_t seq) noexcept
+    bint mgf_held_broken
+    uint32_t MGF_HELD_VOID
+
+
+cdef inline Py_ssize_t _held_count(Py_ssize_t i) noexcept:
+    """How many Python-backward parents hold node i's facade (see _hold); -1: not known."""
+    cdef unsigned int bits = nodes[i].flags >> 4
+    cdef mgf_held_slot* s
+    if bits != HELD_MAX:
+        return bits
+    if mgf_held_broken:
+        return -1
+    s = mgf_held_find(nodes[i].seq)
+    if s == NULL:
+        return HELD_MAX
+    if s.val == MGF_HELD_VOID:
+        return -1
+    return HELD_MAX + s.val
+
+
+cdef void _held_up(Py_ssize_t c) noexcept:
+    """One more Python-backward parent holds node c's facade."""
+    global mgf_held_broken
+    cdef mgf_held_slot* s
+    if (nodes[c].flags >> 4) != HELD_MAX:
+        nodes[c].flags += HELD_ONE
+        return
+    s = mgf_held_find(nodes[c].seq)
+    if s != NULL:
+        if s.val != MGF_HELD_VOID:
+            s.val += 1
+    elif not mgf_held_set(nodes[c].seq, 1):
+        mgf_held_broken = True  # (out of memory: from now on, counts at 15 are not known)
+
+
+cdef void _held_down(Py_ssize_t c) noexcept:
+    """One Python-backward parent less holds node c's facade (it was freed)."""
+    cdef unsigned int bits = nodes[c].flags >> 4
+    cdef mgf_held_slot* s
+    if bits == 0:
+        return
+    if bits != HELD_MAX:
+        nodes[c].flags -= HELD_ONE
+        return
+    if mgf_held_broken:
+        return
+    s = mgf_held_find(nodes[c].seq)
+    if s == NULL:
+        nodes[c].flags -= HELD_ONE
+    elif s.val != MGF_HELD_VOID:
+        s.val -= 1
+        if s.val == 0:
+            mgf_held_del(nodes[c].seq)
+
+
+cdef void _held_void(Py_ssize_t c) noexcept:
+    """Node c's count is not known any more (its facade was re-bound, see above)."""
+    global mgf_held_broken
+    if nodes[c].flags >> 4:
+        nodes[c].flags |= HELD_MAX << 4
+        if not mgf_held_set(nodes[c].seq, MGF_HELD_VOID):
+            mgf_held_broken = True
+
+
+cdef inline void _held_forget(mgf_node* n) noexcept:
+    """Node n is freed: its table entry, if any, goes with it."""
+    if (n.flags >> 4) == HELD_MAX:
+        mgf_held_del(n.seq)
 
 
 cdef inline bint _sole_owner(Py_ssize_t i) noexcept:
     """Whether node i is kept alive by its facade alone (its parents that count, see _hold,
     only keep it through that facade): then the facade may report the node's references."""
-    cdef unsigned int held = nodes[i].flags >> 4
-    return held != HELD_MAX and nodes[i].nref == 1 + held
+    cdef Py_ssize_t held = _held_count(i)
+    return held >= 0 and nodes[i].nref == 1 + held
 
 
 # ---- GC support: Values are GC-capable but untracked until they can be part of a cycle -------

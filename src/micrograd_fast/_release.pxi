@@ -42,12 +42,6 @@ cdef Py_ssize_t _pending = NIL  # nodes whose last reference went, chained throu
 cdef bint _draining = False     # a _release is freeing nodes: nested calls only add to _pending
 
 
-cdef inline void _unhold(Py_ssize_t c) noexcept:
-    cdef unsigned int held = nodes[c].flags >> 4
-    if held and held != HELD_MAX:
-        nodes[c].flags -= HELD_ONE
-
-
 cdef int _release(Py_ssize_t i) except -1:
     """Drop one reference to node i; free it, and whatever only it kept alive, when none is left.
 
@@ -196,7 +190,7 @@ cdef int _scan_free_as(Py_ssize_t j, Deferred* deferred, _Watch mode) except -1:
                 if skipped > 4 * (start - j - skipped) + 256:  # (start - j - skipped: freed)
                     break
                 continue
-            if n.op == OP_PY or n.flags & (FLAG_LABEL | FLAG_OPNAME):
+            if n.op == OP_PY or n.flags & (FLAG_LABEL | FLAG_OPNAME | HELD_BITS):
                 _free_extras(n, deferred)
             if _is_ext(n.op):  # an n-ary or PY node: its children in its edge block
                 if ndying + n.a > dcap:  # (room for every child to die)
@@ -267,7 +261,7 @@ cdef int _free_extras(mgf_node* n, Deferred* deferred) except -1:
         if _pyx[x].held != NULL:
             kids = _kids(n)
             for k in range(n.a):
-                _unhold(kids[k])
+                _held_down(kids[k])  # (_facade.pxi)
         _defer(deferred, _pyx[x].fn)
         _defer(deferred, _pyx[x].held)
         _pyx[x].fn = _pyx[x].held = NULL
@@ -281,6 +275,8 @@ cdef int _free_extras(mgf_node* n, Deferred* deferred) except -1:
     if n.flags & FLAG_OPNAME:
         _defer(deferred, _pop_side(_opnames, n.seq))
         n.flags &= ~FLAG_OPNAME
+    _held_forget(n)  # (a void count: _facade.pxi)
+    n.flags &= ~HELD_BITS
     return 0
 
 
@@ -350,7 +346,7 @@ cdef inline bint _release_quiet(Py_ssize_t i) noexcept:
     if n.nref > 1:
         n.nref -= 1
         return True
-    if n.op != OP_LEAF or n.flags & (FLAG_LABEL | FLAG_OPNAME) or live == 1:
+    if n.op != OP_LEAF or n.flags & (FLAG_LABEL | FLAG_OPNAME | HELD_BITS) or live == 1:
         return False
     n.nref = 0
     n.flags = 0

@@ -192,11 +192,10 @@ cdef class Value:
             _unkeep(self)
             self._i = 0
             facades[old] = NULL
-            if nodes[old].flags >> 4:
-                # Python-backward parents hold this object, which now stands for another
-                # node: the old one's count of them is void, so its next facade may never
-                # report the node's references (_sole_owner)
-                nodes[old].flags |= HELD_MAX << 4
+            # Python-backward parents that hold this object now hold another node's Value:
+            # the old node's count of them is void, so its next facade may never report the
+            # node's references (_sole_owner)
+            _held_void(old)
             _own(self, i)
             _release(old)
         else:
