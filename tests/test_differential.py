@@ -264,16 +264,18 @@ class Mag:
         return self._unary(r, r * (1 - r), r * (1 + r))
 
     def backward(self):
-        topo, seen, stack = [], {id(self)}, [(self, False)]
-        while stack:  # iterative post-order DFS
-            v, done = stack.pop()
+        topo, seen, stack = [], set(), [(self, False)]
+        while stack:  # iterative post-order DFS: a node is marked when expanded, not when
+            v, done = stack.pop()  # pushed (else a parent reached later could come first)
             if done:
                 topo.append(v)
                 continue
+            if id(v) in seen:
+                continue
+            seen.add(id(v))
             stack.append((v, True))
             for c, _ in v.edges:
                 if id(c) not in seen:
-                    seen.add(id(c))
                     stack.append((c, False))
         self.g = 1.0
         for v in reversed(topo):
