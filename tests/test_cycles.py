@@ -503,3 +503,28 @@ def test_a_value_held_by_many_hand_built_parents_is_freed(engine, no_auto_gc, pa
     assert gone == [0]
     if engine.arena_stats:
         assert live(engine) == 0
+
+
+def test_held_counts_stay_exact_through_random_holds_and_drops(c_engine, no_auto_gc):
+    # hundreds of hand-built parents over a few dozen children (most held by more than the 14
+    # the node's flags can count: the rest goes to the side table), dropped in random order,
+    # some children re-initialised: the arena check recounts every node's holders each time
+    import random
+    Value, check = c_engine.Value, c_engine.module._check_arena
+    for seed in range(6):
+        rng = random.Random(seed)
+        kids = [Value(float(k)) for k in range(rng.randint(20, 60))]
+        parents = [Value(1.0, tuple(rng.sample(kids, rng.randint(1, 4))), "p")
+                   for _ in range(rng.randint(300, 800))]
+        check()
+        rng.shuffle(parents)
+        while parents:
+            del parents[-rng.randint(1, 40):]
+            if rng.random() < 0.05:
+                kids[rng.randrange(len(kids))].__init__(2.0)
+            if rng.random() < 0.2:
+                parents.append(Value(1.0, tuple(rng.sample(kids, 2)), "q"))
+            check()
+        del kids
+        check()
+        assert live(c_engine) == 0
