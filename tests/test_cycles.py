@@ -511,6 +511,7 @@ def test_held_counts_stay_exact_through_random_holds_and_drops(c_engine, no_auto
     # some children re-initialised: the arena check recounts every node's holders each time
     import random
     Value, check = c_engine.Value, c_engine.module._check_arena
+    baseline = live(c_engine)
     for seed in range(6):
         rng = random.Random(seed)
         kids = [Value(float(k)) for k in range(rng.randint(20, 60))]
@@ -527,4 +528,40 @@ def test_held_counts_stay_exact_through_random_holds_and_drops(c_engine, no_auto
             check()
         del kids
         check()
-        assert live(c_engine) == 0
+        assert live(c_engine) == baseline
+
+
+def test_a_private_namespace_dies_with_the_graph_only_after_its_finalizers(engine, no_auto_gc):
+    # the node's _backward is a function made by exec in a namespace of its own, which the
+    # garbage refers to as well; what lives in that namespace (a finalizer, a weak reference
+    # callback) must not run while the Value is half taken apart
+    Value = engine.Value
+    seen = []
+
+    def look(tag):
+        seen.append((tag, [(sorted(o.__dict__), o._backward.__name__) for o in gc.get_objects()
+                           if isinstance(o, Value) and o.data == 7.0]))
+
+    class Z:
+        def __del__(self):
+            look("del")
+
+    def build():
+        x = Value(1.0)
+        out = Value(7.0, (x,), "k")
+        ns = {}
+        exec("def bw():\n    pass\n", ns)
+        ns["z"] = Z()
+        ns["w"] = weakref.ref(ns["z"], lambda r: look("callback"))
+        out._backward = ns.pop("bw")
+        codes.append(out._backward.__code__)  # (else its code would die too, which the check
+        out.ns, out.me = ns, out              # declines to free: that case is simpler)
+        return out * 2.0
+
+    codes = []
+    y = build()
+    del y
+    gc.collect()
+    for tag, values in seen:
+        assert all(v == (["me", "ns"], "bw") for v in values), (tag, values)
+    assert any(tag == "del" for tag, _ in seen)

@@ -74,8 +74,10 @@ def _check_arena():
                 if not 0 < c < i or nodes[c].nref == 0:
                     raise AssertionError(f"node {i}: bad child {c}")
                 refs[c] += 1
-                if nodes[i].op == OP_PY and _py_held(i) != NULL:
-                    helds[c] += 1
+                if (nodes[i].op == OP_PY and _py_held(i) != NULL
+                        and k < len(<tuple>_py_held(i))
+                        and (<Value>(<tuple>_py_held(i))[k])._i == c):
+                    helds[c] += 1  # (it holds c's Value: see _hold)
             if facades[i] != NULL:
                 refs[i] += 1
                 if (<Value>facades[i])._i != i:

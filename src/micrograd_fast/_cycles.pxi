@@ -49,6 +49,8 @@ cdef extern from *:
         int undo[MGF_TRIAL_EACH];         /* the members the current walk has counted */
         int n, nstack, nundo, visits, total;
         PyObject* skip[2];                /* a function's globals and builtins: not walked */
+        PyObject* skipped[2 * MGF_TRIAL_CAP];  /* ... but counted once the walk is over */
+        int nskipped;
         short table[256];                 /* open addressing over obj: index + 1, 0 = empty */
         /* the last check (mgf_trial_dies_ok): objects outside the members that the garbage
            refers to, and how often */
@@ -94,7 +96,11 @@ cdef extern from *:
         int k;
         if (++t->visits > MGF_TRIAL_EACH)
             return 1;
-        if (o == NULL || o == t->skip[0] || o == t->skip[1] || !mgf_trial_member(o))
+        if (o != NULL && (o == t->skip[0] || o == t->skip[1])) {
+            t->skipped[t->nskipped++] = o;  /* (not walked into; counted if it is a member) */
+            return 0;
+        }
+        if (o == NULL || !mgf_trial_member(o))
             return 0;
         k = mgf_trial_find(t, o, 1);
         if (k >= 0) {
@@ -108,7 +114,7 @@ cdef extern from *:
     static int mgf_trial_reach(PyObject* o, void* arg) {
         mgf_trial* t = (mgf_trial*)arg;
         int k;
-        if (o == NULL || o == t->skip[0] || o == t->skip[1] || !mgf_trial_member(o))
+        if (o == NULL || !mgf_trial_member(o))
             return 0;
         k = mgf_trial_find(t, o, 0);
         if (k >= 0 && !t->reached[k]) {
@@ -151,17 +157,26 @@ cdef extern from *:
             return 0;
         mgf_trial_find(t, suspect, 1);
         t->inner[0] = ours;
+        t->nskipped = 0;
         for (k = 0; k < t->n; k++) {  /* (t->n grows as members are found) */
+            int was_skipped = t->nskipped;
             t->visits = t->nundo = 0;
             mgf_trial_expand(t, t->obj[k], mgf_trial_count);
             if (t->visits > MGF_TRIAL_EACH) {  /* cut short: take back what it counted */
                 for (u = 0; u < t->nundo; u++)
                     t->inner[t->undo[u]]--;
                 t->opaque[k] = 1;
+                t->nskipped = was_skipped;
             }
             t->total += t->visits;
             if (t->total > MGF_TRIAL_VISITS)
                 return 0;
+        }
+        for (u = 0; u < t->nskipped; u++) {  /* a function's reference to its globals counts
+                                               when they are a member (a private namespace) */
+            k = mgf_trial_find(t, t->skipped[u], 0);
+            if (k >= 0)
+                t->inner[k]++;
         }
         for (k = 0; k < t->n; k++) {
             if (Py_REFCNT(t->obj[k]) > t->inner[k]) {  /* referred to from outside */

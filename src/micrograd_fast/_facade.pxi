@@ -141,7 +141,11 @@ cdef int _hold(Py_ssize_t i, tuple values) except -1:
     Py_INCREF(values)
     x.held = <PyObject*>values
     for k in range(nodes[i].a):
-        _held_up(kids[k])
+        c = kids[k]
+        if k < len(values) and (<Value>values[k])._i == c:
+            _held_up(c)
+        # (else a GC pass while the Values were made ran a finalizer that re-bound this one
+        # with Value.__init__: the tuple holds another node's Value, not c's)
 
 
 # ---- the held count: how many Python-backward parents hold a node's facade -------------------
