@@ -12,6 +12,7 @@ those of micrograd_fast/reference.py, which is the spec. One file per job:
     _facade.pxi   the Value object's life cycle: freelist, binding to nodes, GC support
     _cycles.pxi   a dropped graph's hand-built / kept Values freed without waiting for the GC
     _value.pxi    the Value type: each operator's forward and the nodes it records
+    _handbuilt.pxi  the lecture's hand-built nodes: a Python _backward, an op's rule as _backward
     _neuron.pxi   a plain nn.Neuron's fields read from its instance dict (memoized)
     _fused.pxi    dot / layer / sum_values: one n-ary node with the unfused numbers
     _gradmode.pxi no_grad / enable_grad: per-thread switch; operators' result nodes under it
@@ -121,6 +122,7 @@ include "_facade.pxi"
 include "_cycles.pxi"
 include "_gradmode.pxi"
 include "_value.pxi"
+include "_handbuilt.pxi"
 include "_neuron.pxi"
 include "_fused.pxi"
 include "_replay.pxi"
