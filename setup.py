@@ -27,6 +27,10 @@ extensions = [
         f"micrograd_fast.{pyx.stem}",
         [str(pyx)],
         extra_compile_args=extra_compile_args,
+        # the classic tp_new(type, args, kwargs) for our types: Cython's vectorcall variant
+        # unpacks keyword arguments into a buffer whose error path (out of memory) releases
+        # slots it never filled (Cython 3.3); Value's own calls take _value_vectorcall anyway
+        define_macros=[("CYTHON_VECTORCALL_TPNEW", "0")],
     )
     for pyx in sorted(SRC.glob("*.pyx"))
 ]

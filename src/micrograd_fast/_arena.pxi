@@ -277,7 +277,10 @@ cdef int _make_room(Py_ssize_t k, Py_ssize_t ke=0) except -1:
     global _want_compact
     cdef Py_ssize_t want
     _want_compact = False
-    if pinned == 0 and (_mostly_dead() or (etop + ke > ecap and _edges_mostly_dead())):
+    # (not while nodes wait on the _pending list, chained by index: a teardown that ran out of
+    # memory left them there, for the next release to free)
+    if pinned == 0 and _pending == NIL and (
+            _mostly_dead() or (etop + ke > ecap and _edges_mostly_dead())):
         _compact()
     if top + k > cap or (pinned == 0 and 2 * (top + k) > cap):
         want = cap

@@ -20,6 +20,7 @@ def arena_stats():
         "dead_edges": edead,  # reclaimed with the dead slots
         "edge_capacity": ecap,
         "bytes": cap * node_bytes + ecap * sizeof(int32_t),
+        "order_capacity": scratch_cap,  # backward()'s order buffer (entries of 4 bytes)
     }
 
 
@@ -35,14 +36,25 @@ def _check_arena():
     cdef uint32_t* helds = <uint32_t*>PyMem_RawCalloc(<size_t>cap + 1, sizeof(uint32_t))
     cdef int32_t* kids
     cdef unsigned char* used = <unsigned char*>PyMem_RawCalloc(<size_t>etop + 1, 1)
-    if refs == NULL or helds == NULL or used == NULL:
+    cdef unsigned char* queued = <unsigned char*>PyMem_RawCalloc(<size_t>cap + 1, 1)
+    if refs == NULL or helds == NULL or used == NULL or queued == NULL:
         PyMem_RawFree(refs)
         PyMem_RawFree(helds)
         PyMem_RawFree(used)
+        PyMem_RawFree(queued)
         raise MemoryError()
     try:
+        # nodes on the _pending list (a teardown that ran out of memory left them there): dead,
+        # not freed yet -- their children are still counted, and they still count as live
+        i, k = _pending, 0
+        while i != NIL:
+            if not 0 < i < top or nodes[i].nref or queued[i] or k > top:
+                raise AssertionError(f"pending list: bad node {i}")
+            queued[i] = 1
+            i = nodes[i].mark
+            k += 1
         for i in range(1, top):
-            if nodes[i].nref == 0:
+            if nodes[i].nref == 0 and not queued[i]:
                 if nodes[i].op != OP_LEAF or nodes[i].a or nodes[i].b or facades[i] != NULL:
                     raise AssertionError(f"dead slot {i} not cleared")
                 continue
@@ -83,7 +95,7 @@ def _check_arena():
                 if (<Value>facades[i])._i != i:
                     raise AssertionError(f"node {i}: its facade points at {(<Value>facades[i])._i}")
         for i in range(1, top):
-            if nodes[i].nref and refs[i] != nodes[i].nref:
+            if (nodes[i].nref or queued[i]) and refs[i] != nodes[i].nref:
                 raise AssertionError(f"node {i}: nref {nodes[i].nref}, counted {refs[i]}")
             if nodes[i].nref and _held_count(i) >= 0 and _held_count(i) != helds[i]:
                 raise AssertionError(f"node {i}: held {_held_count(i)}, counted {helds[i]}")
@@ -95,4 +107,5 @@ def _check_arena():
         PyMem_RawFree(refs)
         PyMem_RawFree(helds)
         PyMem_RawFree(used)
+        PyMem_RawFree(queued)
     return count

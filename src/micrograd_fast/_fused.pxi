@@ -25,6 +25,15 @@ cdef Py_ssize_t _item_index(object o) except -1:
     return _new_node(OP_LEAF, <double>o, 0, 0)
 
 
+cdef int _check_items(list items) except -1:
+    """Raise before any leaf is made if a Value among the items has no node (_item_index would
+    raise halfway, leaving the leaves made before it owned by nobody)."""
+    for o in items:
+        if isinstance(o, Value) and (<Value>o)._i == 0:
+            _uninitialised()
+    return 0
+
+
 def dot(ws, xs, bias):
     """bias + w0*x0 + w1*x1 + ... as ONE node ('dot'), summed left to right from bias.
 
@@ -467,43 +476,55 @@ cdef object _dot_general(object wseq, object xseq, Py_ssize_t n, object bias):
     """dot() with numbers among the operands: each number becomes a leaf, made in the
     reference's order (w0, x0, w1, x1, ..., bias)."""
     cdef list items = []  # converted before any index is read
-    cdef list wpart = [], xpart = []
-    cdef Py_ssize_t ib, k
+    cdef Py_ssize_t k
     cdef double acc
+    cdef int32_t* ch  # the dot's children: bias, w0 ... w(n-1), x0 ... x(n-1)
     for k in range(n):
         items.append(_as_item(wseq[k], "dot"))
         items.append(_as_item(xseq[k], "dot"))
     items.append(_as_item(bias, "dot"))
     out = _fresh()
-    _reserve_slots(len(items) + 1)
-    global pinned
-    pinned += 1  # the numbers' leaves are nobody's until the dot node is made, and the lists
-    try:  # below are allocations (a GC pass may run any code): no compaction meanwhile
+    ch = <int32_t*>PyMem_Malloc(<size_t>(2 * n + 1) * sizeof(int32_t))
+    if ch == NULL:
+        raise MemoryError()
+    try:
+        # everything that can fail is done: from the first number's leaf to the dot node that
+        # owns it, nothing allocates or runs Python code
+        _reserve_room(2 * n + 2, 2 * n + 1)
+        _check_items(items)
         for k in range(n):
-            wpart.append(_item_index(items[2 * k]))
-            xpart.append(_item_index(items[2 * k + 1]))
-        ib = _item_index(items[2 * n])
-        acc = nodes[ib].data
+            ch[1 + k] = <int32_t>_item_index(items[2 * k])
+            ch[1 + n + k] = <int32_t>_item_index(items[2 * k + 1])
+        ch[0] = <int32_t>_item_index(items[2 * n])
+        acc = nodes[ch[0]].data
         for k in range(n):
-            acc = acc + nodes[<Py_ssize_t>wpart[k]].data * nodes[<Py_ssize_t>xpart[k]].data
-        return _own(out, _op_fused(OP_DOT, acc, [ib] + wpart + xpart))
+            acc = acc + nodes[ch[1 + k]].data * nodes[ch[1 + n + k]].data
+        return _own(out, _op_fused(OP_DOT, acc, ch, 2 * n + 1))
     finally:
-        pinned -= 1
+        PyMem_Free(ch)
 
 
 def sum_values(values, start=0):
     """start + v0 + v1 + ... as ONE node ('sum'): the numbers of the builtin sum(values, start)."""
     cdef list items = [_as_item(start, "sum_values")]
-    cdef list children = []
     cdef double acc
-    cdef Py_ssize_t k
+    cdef Py_ssize_t k, n
+    cdef int32_t* ch
     for v in values:
         items.append(_as_item(v, "sum_values"))
     out = _fresh()
-    _reserve_room(len(items) + 1, len(items))
-    for v in items:
-        children.append(_item_index(v))
-    acc = nodes[<Py_ssize_t>children[0]].data
-    for k in range(1, len(children)):
-        acc = acc + nodes[<Py_ssize_t>children[k]].data
-    return _own(out, _op_fused(OP_SUM, acc, children))
+    n = len(items)
+    ch = <int32_t*>PyMem_Malloc(<size_t>n * sizeof(int32_t))
+    if ch == NULL:
+        raise MemoryError()
+    try:
+        _reserve_room(n + 1, n)  # (then, as in _dot_general, nothing can fail)
+        _check_items(items)
+        for k in range(n):
+            ch[k] = <int32_t>_item_index(items[k])
+        acc = nodes[ch[0]].data
+        for k in range(1, n):
+            acc = acc + nodes[ch[k]].data
+        return _own(out, _op_fused(OP_SUM, acc, ch, n))
+    finally:
+        PyMem_Free(ch)

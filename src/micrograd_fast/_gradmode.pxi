@@ -53,14 +53,16 @@ cdef inline Py_ssize_t _op_node(unsigned int op, double data, Py_ssize_t a, Py_s
     return _new_node(op, data, a, b)
 
 
-cdef Py_ssize_t _op_fused(unsigned int op, double data, list children) except -1:
-    """An n-ary operator's result node over the child indices (_fused), or a leaf under no_grad."""
-    cdef Py_ssize_t i
+cdef Py_ssize_t _op_fused(unsigned int op, double data, const int32_t* children,
+                         Py_ssize_t n) except -1:
+    """An n-ary operator's result node over the n child indices (_fused), or a leaf under
+    no_grad."""
+    cdef Py_ssize_t i, k
     if not _grad_off():
-        return _fused(op, data, children)
+        return _fused(op, data, children, n)
     i = _new_node(OP_LEAF, data, 0, 0)
-    for c in children:
-        _drop_orphan(<Py_ssize_t>c)
+    for k in range(n):
+        _drop_orphan(children[k])
     return i
 
 

@@ -13,15 +13,31 @@ cdef struct Deferred:
     Py_ssize_t n, cap
 
 
+cdef enum:
+    SPILL_SLOTS = 64
+
+# where _defer keeps references when its buffer cannot grow (out of memory): released with the
+# others, once the arena is consistent
+cdef PyObject* _spill[SPILL_SLOTS]
+cdef Py_ssize_t _nspill = 0
+
+
 cdef void _defer(Deferred* d, PyObject* o) noexcept:
-    """Keep an owned reference for later (no GC-tracked allocation here: it could run a collection)."""
+    """Keep an owned reference for later (no GC-tracked allocation here: it could run a collection).
+
+    Out of memory, it goes into a small static reserve; when that is full too, the reference is
+    leaked. Releasing it here instead would run its finalizer -- any Python code, which may make
+    Values and compact the arena -- in the middle of a teardown."""
+    global _nspill
     cdef void* tmp
     if o == NULL:
         return
     if d.n == d.cap:
         tmp = PyMem_RawRealloc(d.items, <size_t>(d.cap * 2 + 8) * sizeof(PyObject*))
-        if tmp == NULL:  # out of memory: release it now (safe unless it runs Python code)
-            Py_DECREF(<object>o)
+        if tmp == NULL:
+            if _nspill < SPILL_SLOTS:
+                _spill[_nspill] = o
+                _nspill += 1
             return
         d.items = <PyObject**>tmp
         d.cap = d.cap * 2 + 8
@@ -99,9 +115,11 @@ cdef extern from *:
     int mgf_grow(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t need) nogil
 
 
-cdef Py_ssize_t _grow_dying(Py_ssize_t need) except -1:
-    """_reserve for _dying, returning its new capacity."""
-    _reserve(&_dying, &_dying_cap, need)
+cdef Py_ssize_t _grow_dying(Py_ssize_t need) noexcept:
+    """_dying grown to hold need entries if it can be; returns its capacity (out of memory,
+    less than need: the caller queues the children on _pending instead)."""
+    if need > _dying_cap:
+        mgf_grow(&_dying, &_dying_cap, need)
     return _dying_cap
 
 
@@ -128,6 +146,25 @@ cdef inline void _drop_child(mgf_node* ns, Py_ssize_t c, int32_t* dying, Py_ssiz
             low[0] = c
     elif watch and cn.nref == 1 and (cn.op == OP_PY or cn.flags & FLAG_KEEP):
         _suspect(c)  # its facade alone holds it now: maybe in a cycle of its own (_cycles.pxi)
+
+
+cdef void _drop_children_queued(mgf_node* ns, const int32_t* kids, Py_ssize_t m,
+                                bint watch) noexcept:
+    """_drop_child for m children when _dying cannot grow (out of memory): a child that dies
+    goes on the _pending list (chained through its mark, no memory needed), which _drain
+    frees next. The scan meets it not DYING, so it counts it as a live node left standing."""
+    global _pending
+    cdef Py_ssize_t k, c
+    cdef mgf_node* cn
+    for k in range(m):
+        c = kids[k]
+        cn = &ns[c]
+        cn.nref -= 1
+        if cn.nref == 0 and c:
+            cn.mark = <uint32_t>_pending
+            _pending = c
+        elif watch and cn.nref == 1 and (cn.op == OP_PY or cn.flags & FLAG_KEEP):
+            _suspect(c)
 
 
 cdef enum:
@@ -172,6 +209,7 @@ cdef int _scan_free_as(Py_ssize_t j, Deferred* deferred, _Watch mode) except -1:
     cdef mgf_node* n
     cdef mgf_node* ahead
     cdef int32_t* kids
+    cdef int32_t pair[2]
     cdef int32_t* dying = _dying
     cdef Py_ssize_t dcap = _dying_cap  # (kept for the next release)
     cdef bint watch = _Watch is _Watching
@@ -193,12 +231,15 @@ cdef int _scan_free_as(Py_ssize_t j, Deferred* deferred, _Watch mode) except -1:
             if n.op == OP_PY or n.flags & (FLAG_LABEL | FLAG_OPNAME | HELD_BITS):
                 _free_extras(n, deferred)
             if _is_ext(n.op):  # an n-ary or PY node: its children in its edge block
+                kids = _kids(n)
                 if ndying + n.a > dcap:  # (room for every child to die)
                     dcap = _grow_dying(ndying + n.a)
                     dying = _dying
-                kids = _kids(n)
-                for k in range(n.a):
-                    _drop_child(ns, kids[k], dying, &ndying, &low, watch)
+                if ndying + n.a <= dcap:
+                    for k in range(n.a):
+                        _drop_child(ns, kids[k], dying, &ndying, &low, watch)
+                else:
+                    _drop_children_queued(ns, kids, n.a, watch)
                 if pinned == 0:  # the top block goes back at once (as the top slot does)
                     _free_edges(n.u.e, n.a)
                 else:
@@ -210,14 +251,18 @@ cdef int _scan_free_as(Py_ssize_t j, Deferred* deferred, _Watch mode) except -1:
                 if ndying + 2 > dcap:
                     dcap = _grow_dying(ndying + 2)
                     dying = _dying
-                _drop_child(ns, n.a, dying, &ndying, &low, watch)
-                _drop_child(ns, n.b, dying, &ndying, &low, watch)
+                if ndying + 2 <= dcap:
+                    _drop_child(ns, n.a, dying, &ndying, &low, watch)
+                    _drop_child(ns, n.b, dying, &ndying, &low, watch)
+                else:
+                    pair[0], pair[1] = n.a, n.b
+                    _drop_children_queued(ns, pair, 2, watch)
             n.op = OP_LEAF
             n.flags = 0
             n.a = n.b = 0
             n.mark = FREED  # (ns[j]'s facade is NULL already: a live facade counts in nref)
             j -= 1
-    except BaseException:  # out of memory: what is still dying waits on the list
+    except BaseException:  # (_free_extras, out of memory): what is still dying waits on the list
         _requeue(j, dying, ndying)
         raise
     finally:  # (also when an exception is raised: the counts stay true)
@@ -281,7 +326,7 @@ cdef int _free_extras(mgf_node* n, Deferred* deferred) except -1:
 
 
 cdef int _drain() except -1:
-    global live, top, pinned, _pending, _want_compact
+    global live, top, pinned, _pending, _want_compact, _nspill
     cdef Py_ssize_t j
     cdef PyObject* o
     cdef Deferred deferred
@@ -295,6 +340,13 @@ cdef int _drain() except -1:
                 nodes[j].mark = 0
                 _scan_free(j, &deferred)
             if deferred.n == 0:
+                if _nspill:  # (what _defer could not keep, out of memory), as below
+                    _nspill -= 1
+                    o = _spill[_nspill]
+                    pinned += 1
+                    Py_DECREF(<object>o)
+                    pinned -= 1
+                    continue
                 if _n_suspects == 0:
                     break
                 pinned += 1  # (as below)
@@ -309,6 +361,18 @@ cdef int _drain() except -1:
             Py_DECREF(<object>o)
             pinned -= 1
     finally:
+        # (after an exception -- out of memory while freeing -- the nodes still dying wait on
+        # _pending, and the arena is consistent: what was deferred is released all the same)
+        while deferred.n or _nspill:
+            if deferred.n:
+                deferred.n -= 1
+                o = deferred.items[deferred.n]
+            else:
+                _nspill -= 1
+                o = _spill[_nspill]
+            pinned += 1
+            Py_DECREF(<object>o)
+            pinned -= 1
         PyMem_RawFree(deferred.items)
     if live == 0 and pinned == 0:  # everything is gone: start over at the bottom
         top = 1
@@ -318,6 +382,7 @@ cdef int _drain() except -1:
         if cap > KEEP_SLOTS:
             _resize(INITIAL_SLOTS)
             _forget_dying()
+            _forget_scratch()  # (_sweep.pxi)
         return 0
     _settle_top()
     return 0

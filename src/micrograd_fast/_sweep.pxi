@@ -33,6 +33,15 @@ cdef int _next_epoch() except -1:
     return 0
 
 
+cdef void _forget_scratch() noexcept:
+    """Give the order buffer's memory back (with a big arena's: it grew with its graphs)."""
+    global scratch, scratch_cap
+    if not scratch_busy:
+        PyMem_RawFree(scratch)
+        scratch = NULL
+        scratch_cap = 0
+
+
 cdef int _reserve(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t need) except -1:
     """Room for need entries in the index buffer buf[0] of bufcap[0] (see mgf_grow)."""
     if need > bufcap[0] and mgf_grow(buf, bufcap, need) < 0:
@@ -361,7 +370,8 @@ cdef int epoch_reset() except -1:
     global epoch
     cdef Py_ssize_t i
     for i in range(top):
-        nodes[i].mark = 0
+        if nodes[i].nref or i == 0:  # (a dead slot's mark says FREED, or chains _pending)
+            nodes[i].mark = 0
     epoch = 0
     return 0
 

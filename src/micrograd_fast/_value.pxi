@@ -64,15 +64,16 @@ cdef Py_ssize_t _unary(Value self, unsigned int op) except -1:
     return _op_node(op, y, a, 0)
 
 
-cdef Py_ssize_t _fused(unsigned int op, double data, list children) except -1:
-    """An n-ary node over the given child indices."""
-    cdef Py_ssize_t n = len(children), k, c
+cdef Py_ssize_t _fused(unsigned int op, double data, const int32_t* children,
+                       Py_ssize_t n) except -1:
+    """An n-ary node over the n child indices (a C buffer: making the node needs no Python
+    object, so nothing can fail between the children's leaves and the node that owns them)."""
+    cdef Py_ssize_t k
     cdef Py_ssize_t i = _new_ext_node(op, data, n)
     cdef int32_t* ch = _kids(&nodes[i])
     for k in range(n):
-        c = children[k]
-        ch[k] = <int32_t>c
-        nodes[c].nref += 1
+        ch[k] = children[k]
+        nodes[children[k]].nref += 1
     return i
 
 
@@ -116,8 +117,8 @@ cdef class Value:
     def __init__(self, data, _children=(), _op='', label=''):
         cdef double x = _real(data, "data")
         cdef list values
-        cdef list children = []
-        cdef Py_ssize_t i, old
+        cdef int32_t* children = NULL
+        cdef Py_ssize_t i, old, k, n
         cdef tuple held
         if (type(_children) is tuple and not _children and self._i == 0 and type(self) is Value
                 and type(_op) is str and not _op and type(label) is str and not label):
@@ -136,20 +137,32 @@ cdef class Value:
         if old == 0:
             _drop_anchor(self)
             PyObject_GC_UnTrack(<PyObject*>self)
-        if values:
+        n = len(values)
+        if n:
             _pyx_reserve()  # so that _hold below cannot fail
-        _reserve_slots(1)
-        for child in values:
-            children.append(_index(<Value>child))
-        if children:  # hand-built node (lecture style): its backward is whatever is assigned
-            i = _fused(OP_PY, x, children)
-            _hold(i, held)
-        else:
-            i = _new_node(OP_LEAF, x, 0, 0)
-        if not (type(_op) is str and not _op):
-            _set_side(_opnames, i, _op, FLAG_OPNAME)
-        if not (type(label) is str and not label):
-            _set_side(_labels, i, label, FLAG_LABEL)
+            children = <int32_t*>PyMem_Malloc(<size_t>n * sizeof(int32_t))
+            if children == NULL:
+                raise MemoryError()
+        try:
+            _reserve_room(1, n)
+            for k in range(n):
+                children[k] = <int32_t>_index(<Value>values[k])
+            if n:  # hand-built node (lecture style): its backward is whatever is assigned
+                i = _fused(OP_PY, x, children, n)
+                _hold(i, held)
+            else:
+                i = _new_node(OP_LEAF, x, 0, 0)
+        finally:
+            PyMem_Free(children)
+        try:
+            if not (type(_op) is str and not _op):
+                _set_side(_opnames, i, _op, FLAG_OPNAME)
+            if not (type(label) is str and not label):
+                _set_side(_labels, i, label, FLAG_LABEL)
+        except BaseException:  # (out of memory) the node goes again, with what it holds
+            nodes[i].nref += 1
+            _release(i)
+            raise
         old = self._i
         if old:  # __init__ called again: rebind
             _unkeep(self)
