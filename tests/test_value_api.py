@@ -777,3 +777,82 @@ def test_saved_rule_copies(engine):
     assert (a.grad, b.grad) == (3.0, 2.0)
     if engine.name == "c":  # (a function to micrograd: copies are the object itself)
         assert copy.copy(rule) is rule and copy.deepcopy(rule) is rule
+
+
+# ---- the class itself, changed by a script (as scripts extend micrograd's Value) ----------------
+
+CLASS_CLOSED = sys.version_info < (3, 10)  # CPython 3.9 refuses attributes on extension types
+
+
+def test_a_method_added_to_the_class(engine):
+    # scripts written for micrograd add ops to its class: Value.cube = cube
+    Value = engine.Value
+
+    def cube(self):
+        out = Value(self.data ** 3, (self,), "cube")
+
+        def _backward():
+            self.grad += 3 * self.data ** 2 * out.grad
+        out._backward = _backward
+        return out
+
+    if engine.name == "c" and CLASS_CLOSED:
+        with pytest.raises(TypeError):
+            Value.cube = cube
+        return
+    Value.cube = cube
+    try:
+        x = Value(2.0)
+        y = (x.cube() + 1.0) * 2.0
+        y.backward()
+        assert (y.data, x.grad, x.cube()._op) == (18.0, 24.0, "cube")
+    finally:
+        del Value.cube
+    assert not hasattr(x, "cube")
+
+
+def test_an_activation_given_to_the_class_is_the_one_nn_calls(engine):
+    # nn's neurons call act.relu(): once the script's own relu is the class's, every neuron
+    # calls it (the compiled engine's fused layers hand those neurons back to Python), and
+    # when the engine's is put back, the results are the same numbers as before
+    if engine.name == "c" and CLASS_CLOSED:
+        pytest.skip("CPython 3.9: extension types' attributes cannot be assigned")
+    Value, nn = engine.Value, engine.nn
+    random.seed(7)
+    model = nn.MLP(3, [4, 4, 1])
+    x = [Value(0.5), Value(-1.5), Value(2.0)]
+    before = model(x).data
+    ours, calls = Value.relu, []
+
+    def relu(self):
+        calls.append(self.data)
+        return Value(max(self.data, 0.0) * 2.0, (self,), "relu2")
+
+    Value.relu = relu
+    try:
+        doubled = model(x)
+        assert len(calls) == 8  # two hidden layers of 4 relu neurons; the output is linear
+        assert doubled.data != before
+        assert model.layers[0](x)[0]._op == "relu2"
+    finally:
+        Value.relu = ours
+    calls.clear()
+    assert model(x).data == before and calls == []
+
+
+def test_class_assignment_of_a_value(engine):
+    Value = engine.Value
+
+    class Sub(Value):
+        pass
+
+    v = Value(1.5)
+    assert v.__class__ is Value and Sub(2.0).__class__ is Sub
+    if engine.name == "c":  # the compiled engine keeps each Value's class (its bookkeeping)
+        with pytest.raises(TypeError, match="__class__ assignment"):
+            v.__class__ = Sub
+        assert type(v) is Value
+    else:  # plain Python objects
+        v.__class__ = Sub
+        assert type(v) is Sub
+    assert (v * 2.0).data == 3.0

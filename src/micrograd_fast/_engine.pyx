@@ -57,6 +57,8 @@ cdef extern from "Python.h":
         Py_ssize_t tp_dictoffset
         Py_ssize_t tp_weaklistoffset
         void* tp_vectorcall     # how calls of the type object itself are made (PEP 590)
+        unsigned long tp_flags
+        unsigned int tp_version_tag  # renewed whenever the class is changed
     PyObject* PyObject_Init(PyObject*, _TypeSlots*)
     void PyObject_ClearWeakRefs(PyObject*)
     void PyErr_Fetch(PyObject**, PyObject**, PyObject**)
@@ -91,6 +93,12 @@ cdef extern from *:
         Py_SET_REFCNT(o, 1);
     #endif
     }
+    /* the flag that makes CPython 3.10+ refuse class attribute assignment (Value.cube = f) */
+    #ifdef Py_TPFLAGS_IMMUTABLETYPE
+    #define MGF_IMMUTABLETYPE Py_TPFLAGS_IMMUTABLETYPE
+    #else
+    #define MGF_IMMUTABLETYPE 0UL
+    #endif
     /* expands where used, after Cython has defined the Value struct */
     #define MGF_ANCHOR_OFFSET offsetof(struct __pyx_obj_14micrograd_fast_7_engine_Value, _gc_anchor)
     /* a Value's node index read through a borrowed pointer (no reference counting) */
@@ -110,6 +118,7 @@ cdef extern from *:
     void mgf_revive(PyObject* o, void* t)
     bint mgf_gc_is_tracked(PyObject* o)
     Py_ssize_t MGF_ANCHOR_OFFSET
+    unsigned long MGF_IMMUTABLETYPE
     Py_ssize_t MGF_IDX(PyObject* o) noexcept nogil
     bint mgf_is_subtype(PyObject* a, void* b) noexcept
 

@@ -510,4 +510,8 @@ cdef void _patch_value_type() except *:
     t.tp_clear = _value_clear
     t.tp_setattro = _value_setattro
     t.tp_vectorcall = <void*>_value_vectorcall
+    # a script may add methods to the class (Value.cube = cube), as to micrograd's: CPython
+    # 3.10+ lets it once the class is not marked immutable (3.9 refuses any extension type).
+    # (Value's __class__ setter still refuses to turn a Value into another class.)
+    t.tp_flags &= ~MGF_IMMUTABLETYPE
     PyType_Modified(t)

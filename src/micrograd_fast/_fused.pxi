@@ -56,7 +56,10 @@ def layer(neurons, x, neuron_type):
     computed here as Neuron.__call__ does -- ``dot(n.w, x, n.b)``, then its activation if
     n.nonlin -- so the nodes, their numbers and their creation order are the same, without a
     Python call per neuron (and the dot node gets no facade: nobody holds it). Any other neuron
-    (a subclass, say) is called."""
+    (a subclass, say) is called; so is every neuron once a script has given Value a relu, tanh
+    or sigmoid of its own (`Value.relu = my_relu`), which Neuron.__call__ then calls."""
+    if not _activations_ours():
+        return [n(x) for n in neurons]
     return _layer(neurons, x, neuron_type)
 
 
@@ -69,6 +72,10 @@ def mlp(layers, x, layer_type, neuron_type):
     its one Value when it has one neuron -- without a Python call per layer. Any other layer is
     called. Between two such layers of plain Neurons the values pass as node indices: the
     same nodes in the same order, without a facade for each hidden neuron's output."""
+    if not _activations_ours():  # (as layer())
+        for lay in layers:
+            x = lay(x)
+        return x
     return _mlp(layers if type(layers) is list else list(layers), x, layer_type, neuron_type)
 
 

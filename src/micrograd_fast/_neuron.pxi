@@ -7,6 +7,37 @@
 # dict holds what attribute access would return.
 
 
+# ---- Value's activation methods, which the fused paths compute themselves ----
+# A script may give the Value class methods of its own (Value.relu = my_relu; CPython 3.10+).
+# Neuron.__call__ calls act.relu() -- the script's, then -- so the fused paths hand such calls to
+# the neurons, as long as relu, tanh or sigmoid is not the engine's. Checked once per layer or
+# MLP call: Value's version tag changes whenever the class is changed.
+
+cdef unsigned int _methods_tag = 0  # Value's version tag when they were last found the engine's
+cdef tuple _own_methods = None      # (relu, tanh, sigmoid) as the class defines them
+
+
+cdef inline bint _activations_ours() except -1:
+    cdef unsigned int tag = (<_TypeSlots*>_value_type).tp_version_tag
+    if tag != 0 and tag == _methods_tag:
+        return True
+    return _recheck_activations()
+
+
+cdef bint _recheck_activations() except -1:
+    global _methods_tag, _own_methods
+    if _own_methods is None:
+        _own_methods = (Value.relu, Value.tanh, Value.sigmoid)
+    try:
+        ours = (Value.relu is _own_methods[0] and Value.tanh is _own_methods[1]
+                and Value.sigmoid is _own_methods[2])
+    except AttributeError:  # (deleted from the class)
+        return False
+    if ours:  # (the look-ups gave the class a version tag; 0 if the tags ran out)
+        _methods_tag = (<_TypeSlots*>_value_type).tp_version_tag
+    return ours
+
+
 cdef object _s_w = "w"  # interned, as the attribute names Neuron.__init__ assigns
 cdef object _s_b = "b"
 cdef object _s_nonlin = "nonlin"

@@ -305,6 +305,18 @@ cdef class Value:
         _no_deleter(self, "_backward")
 
     @property
+    def __class__(self):
+        return type(self)
+
+    @__class__.setter
+    def __class__(self, cls):
+        # (the class is open to new attributes, see _patch_value_type; an object's class stays
+        # the one it was made with: the engine's bookkeeping depends on it)
+        raise TypeError(f"__class__ assignment is not supported for {type(self).__name__} "
+                        "objects of the compiled engine: make the object of the class it "
+                        "should have")
+
+    @property
     def __dict__(self):
         if self._dict == NULL:
             self._dict = PyDict_New()
