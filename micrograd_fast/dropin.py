@@ -23,9 +23,10 @@ import importlib.abc
 import importlib.machinery
 import importlib.util
 import os
+import runpy
 import sys
 import types
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 __all__ = ["install_as_micrograd", "uninstall_as_micrograd", "run_main"]
@@ -134,8 +135,10 @@ def uninstall_as_micrograd() -> None:
 # ---- python -m micrograd_fast run SCRIPT [args...] ----
 
 RUN_USAGE = """usage: python -m micrograd_fast run SCRIPT [args...]
+       python -m micrograd_fast run -m MODULE [args...]
 
-Run SCRIPT as `python SCRIPT args...` would, with `import micrograd` (micrograd.engine,
+Run SCRIPT as `python SCRIPT args...` would (or MODULE as `python -m MODULE args...`: a test
+suite written for micrograd with `run -m pytest`), with `import micrograd` (micrograd.engine,
 micrograd.nn, any import form) served by micrograd_fast. sys.argv, __name__ == "__main__",
 sys.path[0], exit codes and tracebacks are those of a direct run; multiprocessing workers
 the script starts are served by micrograd_fast too.
@@ -233,7 +236,8 @@ class _ChildrenServed:
 
 
 def run_main(argv: Sequence[str], restore: bool = True) -> int:
-    """`python -m micrograd_fast run SCRIPT [args...]`; returns the process exit status.
+    """`python -m micrograd_fast run SCRIPT [args...]` (or `run -m MODULE [args...]`); returns
+    the process exit status.
 
     With restore (in-process use), sys.argv, sys.path[0], __main__ and the micrograd modules
     are put back when the script's code ends. The command line passes restore=False: the
@@ -249,6 +253,13 @@ def run_main(argv: Sequence[str], restore: bool = True) -> int:
     if argv[0] in ("-h", "--help"):
         print(RUN_USAGE, end="")
         return 0
+    if argv[0] == "-m":  # as `python -m MODULE`: sys.path[0] is the current directory
+        if len(argv) < 2:
+            print("python -m micrograd_fast run: -m needs a module name\n\n" + RUN_USAGE, end="",
+                  file=sys.stderr)
+            return 2
+        return _serve(lambda: _run_module(argv[1]), ["-m", *argv[2:]], os.getcwd(), None,
+                      restore)
 
     script = argv[0]
     path = os.path.abspath(script)  # python >= 3.9 gives __main__ an absolute __file__
@@ -275,25 +286,32 @@ def run_main(argv: Sequence[str], restore: bool = True) -> int:
     )
     if sys.version_info < (3, 14):  # (python's __main__ has an empty one up to 3.13)
         main.__dict__["__annotations__"] = {}
+    return _serve(lambda: exec(code, main.__dict__), [script, *argv[1:]], os.path.dirname(path),
+                  main, restore)
 
+
+def _serve(run: Callable[[], Any], argv: list[str], path0: str, main: Optional[types.ModuleType],
+           restore: bool) -> int:
+    """run() with micrograd served by micrograd_fast, sys.argv and sys.path[0] set (and
+    sys.modules["__main__"], for a script); returns the exit status python would give."""
     saved_argv, saved_path0, saved_main = sys.argv, sys.path[:1], sys.modules.get("__main__")
-    sys.argv = [script, *argv[1:]]
-    sys.path[:1] = [os.path.dirname(path)]  # the script's directory, not ours or the cwd
-    sys.modules["__main__"] = main  # so pickle and `import __main__` see the script
+    sys.argv = argv
+    sys.path[:1] = [path0]  # the script's directory (or, for -m, the current one), not ours
+    if main is not None:
+        sys.modules["__main__"] = main  # so pickle and `import __main__` see the script
     was_installed = _state is not None
     install_as_micrograd()
     children = _ChildrenServed()
     children.__enter__()
     try:
-        exec(code, main.__dict__)
+        run()
     except SystemExit as exc:
         return _exit_code(exc)
+    except _NoModule as exc:
+        print(f"python -m micrograd_fast run: {exc}", file=sys.stderr)  # (python: status 1)
+        return 1
     except BaseException as exc:  # noqa: B036 -- KeyboardInterrupt is reported the same way
-        # sys.excepthook is what python calls for an uncaught exception (a script may set its
-        # own); the default hook prints the exception's own __traceback__, so trim that one
-        tb = exc.__traceback__ = _script_traceback(exc.__traceback__)
-        sys.excepthook(type(exc), exc, tb)
-        return 130 if isinstance(exc, KeyboardInterrupt) else 1
+        return _uncaught(exc)
     finally:
         if restore:
             children.__exit__()
@@ -305,3 +323,26 @@ def run_main(argv: Sequence[str], restore: bool = True) -> int:
             else:
                 sys.modules["__main__"] = saved_main
     return 0
+
+
+class _NoModule(Exception):
+    """`run -m MODULE` for a module that is not there."""
+
+
+def _run_module(name: str) -> None:
+    try:
+        spec = importlib.util.find_spec(name)  # (imports its parent packages, as python -m)
+    except (ImportError, ValueError) as exc:
+        raise _NoModule(f"Error while finding module specification for {name!r} ({exc})") \
+            from None
+    if spec is None:
+        raise _NoModule(f"No module named {name}")
+    runpy.run_module(name, run_name="__main__", alter_sys=True)
+
+
+def _uncaught(exc: BaseException) -> int:
+    # sys.excepthook is what python calls for an uncaught exception (a script may set its own);
+    # the default hook prints the exception's own __traceback__, so trim that one
+    tb = exc.__traceback__ = _script_traceback(exc.__traceback__)
+    sys.excepthook(type(exc), exc, tb)
+    return 130 if isinstance(exc, KeyboardInterrupt) else 1

@@ -240,6 +240,44 @@ def test_run_missing_script(tmp_path):
     assert "No such file or directory" in result.stderr and "Traceback" not in result.stderr
 
 
+MICROGRAD_TESTS = textwrap.dedent('''
+    # a test file written for micrograd (as its own test/test_engine.py)
+    from micrograd.engine import Value
+
+    def test_sanity_check():
+        x = Value(-4.0)
+        z = 2 * x + 2 + x
+        q = z.relu() + z * x
+        h = (z * z).relu()
+        y = h + q + q * x
+        y.backward()
+        assert (y.data, x.grad) == (-20.0, 46.0)
+        print("served by", type(y).__module__)
+''')
+
+
+def test_run_a_module(engine, tmp_path):
+    """`run -m MODULE` is `python -m MODULE` with micrograd served by micrograd_fast: a test
+    suite written for micrograd runs with `run -m pytest`; argv, sys.path[0] (the current
+    directory), the exit status and a missing module are as python's."""
+    (tmp_path / "test_engine.py").write_text(MICROGRAD_TESTS)
+    result = _fast(["-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "test_engine.py"],
+                   tmp_path, pure=engine.name == "py")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"served by {engine.Value.__module__}" in result.stdout
+    assert "1 passed" in result.stdout
+    pytest.importorskip("micrograd.engine")  # (the probe runs under upstream micrograd too)
+    (tmp_path / "probe.py").write_text(PROBE)
+    ours, theirs = (_fast(["-m", "probe", "exit", "3"], tmp_path),
+                    _python(["-m", "probe", "exit", "3"], tmp_path))
+    assert ours.returncode == theirs.returncode == 3
+    assert ours.stdout == theirs.stdout
+    assert ours.stdout.startswith(f"__main__ ['{tmp_path / 'probe.py'}', 'exit', '3'] ")
+    missing = _fast(["-m", "no_such_module"], tmp_path)
+    assert missing.returncode == 1 and missing.stdout == ""
+    assert missing.stderr.endswith(": No module named no_such_module\n")
+
+
 MP_SCRIPT = textwrap.dedent('''
     import multiprocessing as mp
     import sys
