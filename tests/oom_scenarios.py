@@ -115,9 +115,12 @@ def scenario_teardown_with_python_backward_and_labels(engine):
 
     for k in range(60):
         x, y = build()
-        with unraisables():
-            with failing_allocations(k):
-                del y
+        try:
+            with unraisables():
+                with failing_allocations(k):
+                    del y
+        except MemoryError:  # (CPython 3.9 may raise it at the statement itself)
+            pass
         _check(engine)
         del x
         gc.collect()

@@ -26,6 +26,11 @@ SCENARIOS = Path(__file__).resolve().parent / "oom_scenarios.py"
 
 
 def _scenario(name, engine, *args):
+    if engine.name == "py" and sys.version_info >= (3, 12):
+        # the reference engine is plain Python, and on 3.12 and 3.13 the interpreter itself
+        # corrupts its heap when some of these allocations fail (seen in a tuple built from
+        # generators): its crash would say nothing about the engine
+        pytest.skip("CPython 3.12+ crashes in plain Python code under this fault injection")
     proc = subprocess.run([sys.executable, str(SCENARIOS), name, engine.name, *args],
                           capture_output=True, text=True, timeout=300)
     assert (proc.returncode, proc.stdout.split()[-1:]) == (0, ["ok"]), \
