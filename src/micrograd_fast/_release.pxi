@@ -115,12 +115,14 @@ cdef extern from *:
     int mgf_grow(int32_t** buf, Py_ssize_t* bufcap, Py_ssize_t need) nogil
 
 
-cdef Py_ssize_t _grow_dying(Py_ssize_t need) noexcept:
-    """_dying grown to hold need entries if it can be; returns its capacity (out of memory,
-    less than need: the caller queues the children on _pending instead)."""
+cdef bint _no_room(int32_t** dying, Py_ssize_t* dcap, Py_ssize_t need) noexcept:
+    """Grow _dying to hold need entries (dying[0] and dcap[0]: the caller's copies of it and its
+    capacity); True when it cannot (out of memory: the caller queues the children on _pending
+    instead)."""
     if need > _dying_cap:
         mgf_grow(&_dying, &_dying_cap, need)
-    return _dying_cap
+    dying[0], dcap[0] = _dying, _dying_cap
+    return need > _dying_cap
 
 
 cdef void _forget_dying() noexcept:
@@ -232,14 +234,12 @@ cdef int _scan_free_as(Py_ssize_t j, Deferred* deferred, _Watch mode) except -1:
                 _free_extras(n, deferred)
             if _is_ext(n.op):  # an n-ary or PY node: its children in its edge block
                 kids = _kids(n)
-                if ndying + n.a > dcap:  # (room for every child to die)
-                    dcap = _grow_dying(ndying + n.a)
-                    dying = _dying
-                if ndying + n.a <= dcap:
+                # (room for every child to die)
+                if ndying + n.a > dcap and _no_room(&dying, &dcap, ndying + n.a):
+                    _drop_children_queued(ns, kids, n.a, watch)
+                else:
                     for k in range(n.a):
                         _drop_child(ns, kids[k], dying, &ndying, &low, watch)
-                else:
-                    _drop_children_queued(ns, kids, n.a, watch)
                 if pinned == 0:  # the top block goes back at once (as the top slot does)
                     _free_edges(n.u.e, n.a)
                 else:
@@ -248,15 +248,12 @@ cdef int _scan_free_as(Py_ssize_t j, Deferred* deferred, _Watch mode) except -1:
             else:
                 # children in a and b. "No child" is slot 0, whose count means nothing
                 # (creation raises it without a branch too): let go of likewise
-                if ndying + 2 > dcap:
-                    dcap = _grow_dying(ndying + 2)
-                    dying = _dying
-                if ndying + 2 <= dcap:
-                    _drop_child(ns, n.a, dying, &ndying, &low, watch)
-                    _drop_child(ns, n.b, dying, &ndying, &low, watch)
-                else:
+                if ndying + 2 > dcap and _no_room(&dying, &dcap, ndying + 2):
                     pair[0], pair[1] = n.a, n.b
                     _drop_children_queued(ns, pair, 2, watch)
+                else:
+                    _drop_child(ns, n.a, dying, &ndying, &low, watch)
+                    _drop_child(ns, n.b, dying, &ndying, &low, watch)
             n.op = OP_LEAF
             n.flags = 0
             n.a = n.b = 0
