@@ -498,6 +498,21 @@ def test_deleting_a_value_attribute_is_an_attribute_error(engine, name):
     assert v.grad == 1.0
 
 
+@pytest.mark.parametrize("name", ["label", "_op"])
+def test_deleting_a_label_or_op_name_gives_the_default(engine, name):
+    # as the reference engine's plain attributes over the class defaults: '' (the numbers and
+    # the graph stay as they were)
+    a = engine.Value(1.5, label="a")
+    v = a * 2
+    v.label = "v"
+    delattr(v, name)
+    delattr(a, "label")
+    assert getattr(v, name) == "" and a.label == ""
+    assert (v.label, v._op) == ("", "*") if name == "label" else ("v", "")
+    v.backward()
+    assert (v.data, a.grad) == (3.0, 2.0)
+
+
 class _OnlyFloat:
     """Not a number type, but float() accepts it."""
 

@@ -216,8 +216,8 @@ cdef class Value:
         _set_side(_labels, _bound(self), value, FLAG_LABEL)
 
     @label.deleter
-    def label(self):
-        _no_deleter(self, "label")
+    def label(self):  # back to the class default, as the reference engine's attribute
+        _set_side(_labels, _bound(self), '', FLAG_LABEL)
 
     # ---- the graph ----
     @property
@@ -229,8 +229,8 @@ cdef class Value:
         _set_side(_opnames, _bound(self), value, FLAG_OPNAME)
 
     @_op.deleter
-    def _op(self):
-        _no_deleter(self, "_op")
+    def _op(self):  # (as label's)
+        _set_side(_opnames, _bound(self), '', FLAG_OPNAME)
 
     @property
     def _prev(self):
