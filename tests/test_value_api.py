@@ -871,3 +871,31 @@ def test_class_assignment_of_a_value(engine):
         v.__class__ = Sub
         assert type(v) is Sub
     assert (v * 2.0).data == 3.0
+
+
+def test_an_init_or_a_deleted_method_of_the_class(engine):
+    # a script's own __init__ is the one Value(x) runs; a method deleted from the class is
+    # gone for nn's neurons too (an AttributeError, as the reference's)
+    if engine.name == "c" and CLASS_CLOSED:
+        pytest.skip("CPython 3.9: extension types' attributes cannot be assigned")
+    Value, nn = engine.Value, engine.nn
+    own_init, own_relu, seen = Value.__init__, Value.relu, []
+
+    def init(self, data, _children=(), _op="", label=""):
+        seen.append(data)
+        own_init(self, data * 10, _children, _op, label)
+
+    Value.__init__ = init
+    try:
+        assert (Value(1.5).data, Value(2.5, label="x").label, seen) == (15.0, "x", [1.5, 2.5])
+    finally:
+        Value.__init__ = own_init
+    assert Value(1.5).data == 1.5
+    model = nn.MLP(2, [2, 1])
+    del Value.relu
+    try:
+        with pytest.raises(AttributeError, match="relu"):
+            model([1.0, 2.0])
+    finally:
+        Value.relu = own_relu
+    assert model([1.0, 2.0]).data == model([1.0, 2.0]).data

@@ -58,6 +58,7 @@ cdef extern from "Python.h":
         Py_ssize_t tp_weaklistoffset
         void* tp_vectorcall     # how calls of the type object itself are made (PEP 590)
         unsigned long tp_flags
+        void* tp_init
         unsigned int tp_version_tag  # renewed whenever the class is changed
     PyObject* PyObject_Init(PyObject*, _TypeSlots*)
     void PyObject_ClearWeakRefs(PyObject*)

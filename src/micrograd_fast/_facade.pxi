@@ -485,7 +485,8 @@ cdef object _value_vectorcall(object cls, PyObject** args, size_t nargsf, PyObje
     cdef Py_ssize_t n = <Py_ssize_t>(nargsf & ~PY_VECTORCALL_ARGUMENTS_OFFSET)
     cdef double x
     cdef Value out
-    if n == 1 and kwnames == NULL and <PyObject*>cls == <PyObject*>_value_type:
+    if (n == 1 and kwnames == NULL and <PyObject*>cls == <PyObject*>_value_type
+            and _value_type.tp_init == _own_init):  # (not when a script gave it an __init__)
         if not _as_double(<object>args[0], &x):
             _real(<object>args[0], "data")  # raises the constructor's TypeError
         out = _fresh()
@@ -494,10 +495,13 @@ cdef object _value_vectorcall(object cls, PyObject** args, size_t nargsf, PyObje
     return mgf_type_call(cls, args, n, kwnames)
 
 
+cdef void* _own_init = NULL  # Value's tp_init, as compiled
+
+
 cdef void _patch_value_type() except *:
     # extra attributes go into a lazily made instance dict (generic getattr/setattr find it
     # through tp_dictoffset): a declared `__dict__` field would cost a dict per Value
-    global _value_type, _anchor_offset
+    global _value_type, _anchor_offset, _own_init
     cdef Value probe = Value.__new__(Value)
     cdef _TypeSlots* t = <_TypeSlots*><PyObject*>Value
     _value_type = t
@@ -510,6 +514,7 @@ cdef void _patch_value_type() except *:
     t.tp_clear = _value_clear
     t.tp_setattro = _value_setattro
     t.tp_vectorcall = <void*>_value_vectorcall
+    _own_init = t.tp_init
     # a script may add methods to the class (Value.cube = cube), as to micrograd's: CPython
     # 3.10+ lets it once the class is not marked immutable (3.9 refuses any extension type).
     # (Value's __class__ setter still refuses to turn a Value into another class.)

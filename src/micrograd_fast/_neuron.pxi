@@ -14,7 +14,7 @@
 # MLP call: Value's version tag changes whenever the class is changed.
 
 cdef unsigned int _methods_tag = 0  # Value's version tag when they were last found the engine's
-cdef tuple _own_methods = None      # (relu, tanh, sigmoid) as the class defines them
+cdef tuple _own_methods = (Value.relu, Value.tanh, Value.sigmoid)  # as the class defines them
 
 
 cdef inline bint _activations_ours() except -1:
@@ -25,9 +25,7 @@ cdef inline bint _activations_ours() except -1:
 
 
 cdef bint _recheck_activations() except -1:
-    global _methods_tag, _own_methods
-    if _own_methods is None:
-        _own_methods = (Value.relu, Value.tanh, Value.sigmoid)
+    global _methods_tag
     try:
         ours = (Value.relu is _own_methods[0] and Value.tanh is _own_methods[1]
                 and Value.sigmoid is _own_methods[2])
