@@ -341,8 +341,9 @@ class Case:
     def __init__(self, workload: str, engine: Engine, count: int,
                  setup: Optional[Callable[[], None]], run: Callable[[], None],
                  check: Optional[Callable[[], Result]] = None, extra: Optional[Result] = None,
-                 release: Optional[Callable[[], None]] = None) -> None:
+                 release: Optional[Callable[[], None]] = None, warm_up: bool = False) -> None:
         self.workload, self.engine, self.count = workload, engine, count
+        self.warm_up = warm_up
         self.unit = UNITS[workload]
         self._setup, self._run, self._check, self._release = setup, run, check, release
         self.extra = dict(extra or {})
@@ -354,6 +355,13 @@ class Case:
         gc.collect()  # upstream's graphs are cyclic garbage: freed here, untimed
         if self._setup:
             self._setup()
+        if self.warm_up:
+            # a loop of a few microseconds over data that a training step has just touched:
+            # one untimed pass first, or the round times the caches that gc.collect() emptied
+            # walking the heap (torch's, when it is imported: 2-3x on these rows)
+            self.run()
+            if self._setup:
+                self._setup()
 
     def run(self) -> None:
         if not self.gc_off:
@@ -1049,7 +1057,7 @@ def _sgd_case(workload: str, engine: Engine, reps: int) -> Case:
     count = reps if workload == "param-loop" else reps * len(params)
     return Case(workload, engine, count, setup, run_loop if step is None else run_step, check,
                 extra=dict(parameters=len(params), reps=reps,
-                           mode="loop" if step is None else "optimizer"))
+                           mode="loop" if step is None else "optimizer"), warm_up=True)
 
 
 def _zero_grad_case(engine: Engine, reps: int) -> Case:
@@ -1070,7 +1078,7 @@ def _zero_grad_case(engine: Engine, reps: int) -> Case:
                     nonzero_grads=sum(engine.grad_of(p) != 0.0 for p in params))
 
     return Case("zero-grad", engine, reps, setup, run, check,
-                extra=dict(parameters=len(params), reps=reps))
+                extra=dict(parameters=len(params), reps=reps), warm_up=True)
 
 
 # ---- teardown ----
