@@ -62,6 +62,10 @@ cdef extern from *:
     #else
     #define mgf_prefetch_w(p) ((void)(p))
     #endif
+    /* the same for the node k slots below node j of the array at base, computed as an address
+       (integer arithmetic), so that it may fall below the array's start */
+    #define mgf_prefetch_below(base, j, k) \
+        mgf_prefetch_w((uintptr_t)(base) + ((uintptr_t)(j) - (uintptr_t)(k)) * sizeof(*(base)))
 
     #define MGF_HUGE ((size_t)2 << 20)
     static void* mgf_arena_realloc(void* old, size_t used, size_t size) {
@@ -98,6 +102,7 @@ cdef extern from *:
         uint32_t mark
     void* mgf_arena_realloc(void* old, size_t used, size_t size) nogil
     void mgf_prefetch_w(const void* p) nogil
+    void mgf_prefetch_below(const mgf_node* base, Py_ssize_t j, Py_ssize_t k) nogil
 
 cdef enum:
     # op codes; the order groups them for the sweep's switch

@@ -17,6 +17,12 @@ cdef extern from *:
     """
     int mgf_cmp_desc(const void* x, const void* y) noexcept nogil
 
+cdef enum:
+    # the scan asks for the node this many slots below the one it is at: when a graph is bigger
+    # than the caches, a node's gradient is otherwise read straight from memory on the path
+    # through which one node's gradient feeds the next (a chain of 10^6 nodes: 6.9 -> 4 ns/node)
+    SWEEP_AHEAD = 64
+
 cdef uint32_t epoch = 0         # marks equal to epoch: reached by the current sort
 cdef int32_t* scratch = NULL    # reusable order buffer of the outermost backward()
 cdef Py_ssize_t scratch_cap = 0
@@ -246,6 +252,7 @@ cdef int _scan_sweep(Py_ssize_t root) except -1:
     nodes[0].mark = e  # "no child" is slot 0: never below low, never done
     while j >= low:
         n = &nodes[j]
+        mgf_prefetch_below(nodes, j, SWEEP_AHEAD)
         if n.mark != e:
             skipped += 1
             if skipped > 4 * out + 65536:
