@@ -357,8 +357,8 @@ class Case:
             self._setup()
         if self.warm_up:
             # a loop of a few microseconds over data that a training step has just touched:
-            # one untimed pass first, or the round times the caches that gc.collect() emptied
-            # walking the heap (torch's, when it is imported: 2-3x on these rows)
+            # one untimed pass first, or the round times the caches as the previous engine's
+            # round left them (after torch's: 2-3x on these rows)
             self.run()
             if self._setup:
                 self._setup()
