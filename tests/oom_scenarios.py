@@ -130,6 +130,41 @@ def scenario_teardown_with_python_backward_and_labels(engine):
     assert w.data == 6.0
 
 
+def scenario_backward_over_nodes_a_teardown_left(engine):
+    """A teardown that runs out of memory (freeing a node's label) leaves the nodes still dying
+    on a list chained through their marks, until the next release. A backward() in between
+    reads the marks of those slots, and a link must never read as its own pass's: the dropped
+    graph (its grads still set by its own backward()) would add into x."""
+    Value = engine.Value
+    x = Value(0.5)
+    for k in range(60):
+        y = x
+        for i in range(20):  # (two labelled children a node: two of them can wait on the list)
+            a, b = y * 1.5, y * 0.5
+            a.label, b.label = f"a{i}", f"b{i}"
+            y = a + b
+        del a, b
+        y.backward()
+        try:
+            with unraisables():
+                with failing_allocations(k):
+                    del y
+        except MemoryError:  # (CPython 3.9 may raise it at the statement itself)
+            pass
+        live = x * 3.0  # (made and used without dropping any Value: nothing is released)
+        if engine.arena_stats:  # every pass a new epoch, from 0 past the indices of the slots
+            engine.module._restart_epochs()
+        for _ in range(engine.arena_stats()["high_water"] + 2 if engine.arena_stats else 1):
+            x.grad = 0.0
+            live.backward()
+            if x.grad != 3.0:
+                raise AssertionError(f"k={k}: x.grad {x.grad}, not 3.0")
+        _check(engine)
+        del live
+        gc.collect()
+        _check(engine)
+
+
 def _engine(name):
     if name == "c":
         module = _load_compiled()

@@ -26,6 +26,12 @@ def arena_stats():
 
 
 
+def _restart_epochs():
+    """Start the passes' epochs over from 0, as after 2**32 backward() passes (tests: every
+    value a mark can hold comes up again in the passes that follow)."""
+    epoch_reset()
+
+
 def _check_arena():
     """Raise AssertionError if the arena breaks an invariant (tests call it after each test):
     live nodes have valid ops and edge blocks, children sit below their parents, each nref is

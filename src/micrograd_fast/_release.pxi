@@ -322,6 +322,22 @@ cdef int _free_extras(mgf_node* n, Deferred* deferred) except -1:
     return 0
 
 
+cdef int _clear_pending() except -1:
+    """Free what a teardown that failed (out of memory) left on the _pending list, before a
+    pass that reads the marks of a range of slots (backward's scan, recompute's): the list is
+    chained through marks, and a link could read as the pass's own epoch. Pinned, so that the
+    finalizers this may run cannot move the indices the caller holds."""
+    global pinned
+    if _pending == NIL:
+        return 0
+    pinned += 1
+    try:
+        _drain()
+    finally:
+        pinned -= 1
+    return 0
+
+
 cdef int _drain() except -1:
     global live, top, pinned, _pending, _want_compact, _nspill
     cdef Py_ssize_t j

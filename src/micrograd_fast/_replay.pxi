@@ -170,6 +170,7 @@ cdef int _find_order(_Order* o, Py_ssize_t root) except -1:
     cdef Py_ssize_t cnt, t
     cdef unsigned char* seen = NULL
     o.seq = 0  # invalid until complete
+    _clear_pending()
     _reserve(&o.idx, &o.cap, 1024)
     cnt = -1
     if not scratch_busy:

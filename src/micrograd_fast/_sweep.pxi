@@ -391,6 +391,7 @@ cdef int _backward_from(Py_ssize_t root) except -1:
     cdef Py_ssize_t own_cap = 0, cnt
     cdef unsigned char* seen = NULL
     cdef _Order* order
+    _clear_pending()
     pinned += 1  # the pass holds indices: a Python _backward must not trigger a compaction
     try:
         nodes[root].grad = 1.0
