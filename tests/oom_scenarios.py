@@ -165,6 +165,57 @@ def scenario_backward_over_nodes_a_teardown_left(engine):
         _check(engine)
 
 
+def scenario_backward_over_nodes_its_callback_left(engine):
+    """The same list left by a teardown that fails inside a hand-built node's _backward, in the
+    middle of a backward() whose scan goes on over the slots of the dropped graph."""
+    Value = engine.Value
+    x = Value(0.5)
+
+    def dropped():  # a graph whose freeing allocates (labels), with grads
+        y = x
+        for i in range(20):
+            a, b = y * 1.5, y * 0.5
+            a.label, b.label = f"a{i}", f"b{i}"
+            a.grad = b.grad = 1.0  # (not by a backward(): one epoch a pass, every value)
+            y = a + b
+        return [y]
+
+    def one_pass(k):
+        holder = dropped()
+        base = x * 3.0
+        top = Value(base.data, (base,), "drop")
+
+        def backward():
+            base.grad += top.grad
+            # (no context manager in here: leaving one can itself fail on 3.9 while the
+            # allocations do, and then they would go on failing)
+            _testcapi.set_nomemory(k, 0)
+            try:
+                holder.clear()
+            except MemoryError:  # (CPython 3.9 may raise it at the statement itself)
+                pass
+            finally:
+                _testcapi.remove_mem_hooks()
+
+        top._backward = backward
+        x.grad = 0.0
+        with unraisables():
+            top.backward()
+        top._backward = lambda: None  # (no cycle through the closure: the graph goes at once)
+        if x.grad != 3.0:
+            raise AssertionError(f"k={k}: x.grad {x.grad}, not 3.0")
+        return engine.arena_stats()["high_water"] if engine.arena_stats else 0
+
+    for k in range(0, 60, 2):
+        span = one_pass(k)  # (every pass of this k lays its nodes out as this one)
+        if engine.arena_stats:  # every pass a new epoch, from 0 past the indices of the slots
+            engine.module._restart_epochs()
+        for _ in range(span + 2):
+            one_pass(k)
+        gc.collect()
+        _check(engine)
+
+
 def _engine(name):
     if name == "c":
         module = _load_compiled()

@@ -67,6 +67,12 @@ def test_backward_over_nodes_a_teardown_left(engine):
     _scenario("backward_over_nodes_a_teardown_left", engine)
 
 
+def test_backward_over_nodes_its_callback_left(engine):
+    # the same, when the teardown fails inside a hand-built node's _backward, in the middle of
+    # the scan (x.grad came out 1835009.0)
+    _scenario("backward_over_nodes_its_callback_left", engine)
+
+
 def _run(code):
     proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
                           text=True, timeout=300)

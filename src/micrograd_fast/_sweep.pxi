@@ -183,6 +183,10 @@ cdef int _backprop_node(Py_ssize_t j) except -1:
         if _py_fn(j) != NULL:
             fn = <object>_py_fn(j)  # a new reference: the callable may replace itself
             fn()  # may grow the arena: nothing above is used after this
+            fn = None
+            # a Value it dropped may have left nodes on the _pending list (its freeing ran out
+            # of memory); the scan reads their marks next
+            _clear_pending()
     return 0
 
 
