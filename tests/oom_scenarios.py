@@ -59,6 +59,20 @@ def each_failure(engine, attempt, limit=400):
     raise AssertionError(f"still failing after {limit} allocations")
 
 
+def drop_failing(k, holder):
+    """Clear holder, the last references to a graph, with the allocations from number k on
+    failing. (No context manager around the failing part: leaving one can itself fail on 3.9
+    while the allocations do, and then they would go on failing.)"""
+    with unraisables():
+        _testcapi.set_nomemory(k, 0)
+        try:
+            holder.clear()
+        except MemoryError:  # (CPython 3.9 may raise it at the statement itself)
+            pass
+        finally:
+            _testcapi.remove_mem_hooks()
+
+
 def scenario_hand_built_node_with_op_and_label(engine):
     Value = engine.Value
     a, b = Value(1.5), Value(-2.0)
@@ -115,12 +129,9 @@ def scenario_teardown_with_python_backward_and_labels(engine):
 
     for k in range(60):
         x, y = build()
-        try:
-            with unraisables():
-                with failing_allocations(k):
-                    del y
-        except MemoryError:  # (CPython 3.9 may raise it at the statement itself)
-            pass
+        holder = [y]
+        del y
+        drop_failing(k, holder)
         _check(engine)
         del x
         gc.collect()
@@ -145,12 +156,9 @@ def scenario_backward_over_nodes_a_teardown_left(engine):
             y = a + b
         del a, b
         y.backward()
-        try:
-            with unraisables():
-                with failing_allocations(k):
-                    del y
-        except MemoryError:  # (CPython 3.9 may raise it at the statement itself)
-            pass
+        holder = [y]
+        del y
+        drop_failing(k, holder)
         live = x * 3.0  # (made and used without dropping any Value: nothing is released)
         if engine.arena_stats:  # every pass a new epoch, from 0 past the indices of the slots
             engine.module._restart_epochs()
@@ -187,20 +195,11 @@ def scenario_backward_over_nodes_its_callback_left(engine):
 
         def backward():
             base.grad += top.grad
-            # (no context manager in here: leaving one can itself fail on 3.9 while the
-            # allocations do, and then they would go on failing)
-            _testcapi.set_nomemory(k, 0)
-            try:
-                holder.clear()
-            except MemoryError:  # (CPython 3.9 may raise it at the statement itself)
-                pass
-            finally:
-                _testcapi.remove_mem_hooks()
+            drop_failing(k, holder)
 
         top._backward = backward
         x.grad = 0.0
-        with unraisables():
-            top.backward()
+        top.backward()
         top._backward = lambda: None  # (no cycle through the closure: the graph goes at once)
         if x.grad != 3.0:
             raise AssertionError(f"k={k}: x.grad {x.grad}, not 3.0")
