@@ -336,6 +336,54 @@ def test_a_finalizer_that_resurrects_a_node_finds_it_whole(engine, no_auto_gc):
     assert x.grad == 3.0
 
 
+def test_backward_inside_a_teardown_over_graphs_it_dropped(engine, no_auto_gc):
+    # code that a teardown runs (here the __del__ of what a hand-built node's callable held)
+    # may drop graphs -- only queued then, on a list chained through the nodes' marks, as a
+    # teardown is running -- and call backward() over their slots: a link must never read as
+    # the pass's epoch (x.grad came out 68.0 instead of 6.0, without any memory pressure)
+    Value = engine.Value
+    x = Value(0.5)
+    seen = []
+
+    def labelled(n=5):  # nodes whose freeing is set aside (labels), with grads
+        y = x
+        for i in range(n):
+            a, b = y * 1.5, y * 0.5
+            a.label, b.label = f"a{i}", f"b{i}"
+            a.grad = b.grad = 1.0
+            y = a + b
+        return y
+
+    class Finalizer:
+        def __del__(self):
+            live = x * 3.0
+            graphs = [labelled() for _ in range(3)]
+            w = Value(2.0)
+            m = live * w
+            del graphs
+            if engine.arena_stats:  # every pass a new epoch, from 0 past the slots' indices
+                engine.module._restart_epochs()
+            passes = engine.arena_stats()["high_water"] + 3 if engine.arena_stats else 3
+            for _ in range(passes):
+                x.grad = w.grad = live.grad = 0.0
+                m.backward()  # (not zero_grad(): its cached order would spare the scan)
+                if (x.grad, w.grad) != (6.0, 1.5):
+                    seen.append((x.grad, w.grad))
+                    return
+            seen.append("all passes right")
+
+    a = x * 1.0
+    h = Value(a.data, (a,), "hold")
+    fin = Finalizer()
+    h._backward = lambda fin=fin: None
+    del fin
+    z = h * 2.0
+    del a, h
+    del z  # freeing h releases its callable: the finalizer runs inside the teardown
+    gc.collect()
+    assert seen == ["all passes right"]
+
+
 def test_a_weak_reference_never_hands_out_a_half_freed_value(engine, no_auto_gc):
     # weakly referred-to garbage is left to the collector, which clears the weak references
     # first: a lookup made by a finalizer meanwhile finds the node gone or whole

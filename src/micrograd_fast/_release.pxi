@@ -323,17 +323,22 @@ cdef int _free_extras(mgf_node* n, Deferred* deferred) except -1:
 
 
 cdef int _clear_pending() except -1:
-    """Free what a teardown that failed (out of memory) left on the _pending list, before a
-    pass that reads the marks of a range of slots (backward's scan, recompute's): the list is
-    chained through marks, and a link could read as the pass's own epoch. Pinned, so that the
-    finalizers this may run cannot move the indices the caller holds."""
-    global pinned
+    """Free what waits on the _pending list before a pass that reads the marks of a range of
+    slots (backward's scan, recompute's): the list is chained through marks, and a link could
+    read as the pass's own epoch. Nodes wait there while a teardown is running -- code it runs
+    (a finalizer) or another thread meanwhile may call backward() -- or after one failed (out
+    of memory). As _release does: the releases this causes only queue their nodes; and pinned,
+    so that the finalizers it may run cannot move the indices the caller holds."""
+    global pinned, _draining
+    cdef bint was_draining = _draining
     if _pending == NIL:
         return 0
     pinned += 1
+    _draining = True
     try:
         _drain()
     finally:
+        _draining = was_draining
         pinned -= 1
     return 0
 

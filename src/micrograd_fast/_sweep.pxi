@@ -184,8 +184,8 @@ cdef int _backprop_node(Py_ssize_t j) except -1:
             fn = <object>_py_fn(j)  # a new reference: the callable may replace itself
             fn()  # may grow the arena: nothing above is used after this
             fn = None
-            # a Value it dropped may have left nodes on the _pending list (its freeing ran out
-            # of memory); the scan reads their marks next
+            # nodes it dropped may wait on the _pending list (a teardown was running, or failed
+            # for lack of memory): the scan reads their marks next
             _clear_pending()
     return 0
 
