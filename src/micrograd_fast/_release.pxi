@@ -220,8 +220,10 @@ cdef int _scan_free_as(Py_ssize_t j, Deferred* deferred, _Watch mode) except -1:
         while j >= low:  # (low >= 1: index 0 is nobody's child)
             n = &ns[j]
             ahead = &ns[j - PREFETCH_AHEAD if j > PREFETCH_AHEAD else 0]
-            mgf_prefetch_w(&ns[ahead.a])
-            mgf_prefetch_w(&ns[ahead.b])
+            # (for an n-ary or Python node a and b are a count and a table entry: any address
+            # will do for a hint, computed as an integer, see mgf_prefetch_below)
+            mgf_prefetch_below(ns, ahead.a, 0)
+            mgf_prefetch_below(ns, ahead.b, 0)
             if n.mark != DYING:
                 if first_live == 0:
                     first_live = j
