@@ -221,3 +221,60 @@ def test_threads_creating_and_dropping_values(engine):
     s.backward()
     assert all(v.grad == 1.0 for v in shared)
     assert s.data == sum(range(200))
+
+
+def test_two_threads_freeing_graphs_at_once_leave_nothing_behind(engine):
+    # thread A's teardown runs a finalizer that waits (the GIL let go); thread B drops a graph
+    # meanwhile (its nodes only wait, A's teardown running) and calls backward(), which frees
+    # them first -- running a finalizer that waits too -- and A's teardown ends before B's
+    # freeing does. The last to end must leave freeing on: a version restored the flag as B
+    # found it, and every release after that only queued its nodes (live grew without end)
+    Value = engine.Value
+    a_waits, b_waits, b_inside = threading.Event(), threading.Event(), threading.Event()
+
+    class Waiter:
+        def __init__(self, event, inside=None):
+            self.event, self.inside = event, inside
+
+        def __del__(self):
+            if self.inside:
+                self.inside.set()
+            self.event.wait(30)
+
+    def hand_built(x, waiter):  # a node whose callable holds the waiter, under one more op
+        h = Value(x.data, (x,), "hold")
+        h._backward = lambda waiter=waiter: None
+        return h * 2.0
+
+    x = Value(0.5)
+    a_in = threading.Event()
+    a_graph = [hand_built(x, Waiter(a_waits, a_in))]
+    b_graph = [hand_built(x, Waiter(b_waits, b_inside))]
+    live = x * 3.0
+    grads = []
+
+    def thread_a():
+        a_graph.clear()  # A's teardown: its finalizer waits for a_waits
+
+    def thread_b():
+        a_in.wait(30)
+        b_graph.clear()  # only waits: A's teardown is running
+        x.grad = 0.0
+        live.backward()  # frees B's graph first: its finalizer waits for b_waits
+        grads.append(x.grad)
+
+    ta, tb = threading.Thread(target=thread_a), threading.Thread(target=thread_b)
+    ta.start()
+    tb.start()
+    assert b_inside.wait(30) or not engine.arena_stats  # (reference: B's graph went at once)
+    a_waits.set()
+    ta.join(30)
+    b_waits.set()
+    tb.join(30)
+    assert grads == [3.0]
+    if engine.arena_stats:
+        base = engine.arena_stats()["live"]
+        for _ in range(10):  # each freed at once again
+            y = x * 2.0 + 1.0
+            del y
+            assert engine.arena_stats()["live"] == base

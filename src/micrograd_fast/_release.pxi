@@ -332,15 +332,16 @@ cdef int _clear_pending() except -1:
     of memory). As _release does: the releases this causes only queue their nodes; and pinned,
     so that the finalizers it may run cannot move the indices the caller holds."""
     global pinned, _draining
-    cdef bint was_draining = _draining
-    if _pending == NIL:
+    cdef bint owner = not _draining  # (a drain elsewhere -- this thread's caller's, or another
+    if _pending == NIL:              # thread's, waiting on Python code -- resets the flag itself)
         return 0
     pinned += 1
     _draining = True
     try:
         _drain()
     finally:
-        _draining = was_draining
+        if owner:
+            _draining = False
         pinned -= 1
     return 0
 
