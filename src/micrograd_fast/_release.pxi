@@ -332,8 +332,10 @@ cdef int _clear_pending() except -1:
     of memory). As _release does: the releases this causes only queue their nodes; and pinned,
     so that the finalizers it may run cannot move the indices the caller holds."""
     global pinned, _draining
-    cdef bint owner = not _draining  # (a drain elsewhere -- this thread's caller's, or another
-    if _pending == NIL:              # thread's, waiting on Python code -- resets the flag itself)
+    # a drain already running (this thread's caller's, or another thread's waiting on Python
+    # code) resets the flag itself when it ends: only the one that sets it here resets it
+    cdef bint owner = not _draining
+    if _pending == NIL:
         return 0
     pinned += 1
     _draining = True
