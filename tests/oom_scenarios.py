@@ -141,23 +141,28 @@ def scenario_teardown_with_python_backward_and_labels(engine):
     assert w.data == 6.0
 
 
+def labelled_graph(x, levels=20):
+    """[y], the only reference to a graph over x whose freeing allocates (labels), with grads:
+    each level two labelled children, so that two nodes can wait on the list at once. (Grads
+    set, not by a backward(), which would take an epoch of the passes that follow.)"""
+    y = x
+    for i in range(levels):
+        a, b = y * 1.5, y * 0.5
+        a.label, b.label = f"a{i}", f"b{i}"
+        a.grad = b.grad = 1.0
+        y = a + b
+    return [y]
+
+
 def scenario_backward_over_nodes_a_teardown_left(engine):
     """A teardown that runs out of memory (freeing a node's label) leaves the nodes still dying
     on a list chained through their marks, until the next release. A backward() in between
     reads the marks of those slots, and a link must never read as its own pass's: the dropped
-    graph (its grads still set by its own backward()) would add into x."""
+    graph (its grads set) would add into x."""
     Value = engine.Value
     x = Value(0.5)
     for k in range(60):
-        y = x
-        for i in range(20):  # (two labelled children a node: two of them can wait on the list)
-            a, b = y * 1.5, y * 0.5
-            a.label, b.label = f"a{i}", f"b{i}"
-            y = a + b
-        del a, b
-        y.backward()
-        holder = [y]
-        del y
+        holder = labelled_graph(x)
         drop_failing(k, holder)
         live = x * 3.0  # (made and used without dropping any Value: nothing is released)
         if engine.arena_stats:  # every pass a new epoch, from 0 past the indices of the slots
@@ -179,17 +184,8 @@ def scenario_backward_over_nodes_its_callback_left(engine):
     Value = engine.Value
     x = Value(0.5)
 
-    def dropped():  # a graph whose freeing allocates (labels), with grads
-        y = x
-        for i in range(20):
-            a, b = y * 1.5, y * 0.5
-            a.label, b.label = f"a{i}", f"b{i}"
-            a.grad = b.grad = 1.0  # (not by a backward(): one epoch a pass, every value)
-            y = a + b
-        return [y]
-
     def one_pass(k):
-        holder = dropped()
+        holder = labelled_graph(x)
         base = x * 3.0
         top = Value(base.data, (base,), "drop")
 
