@@ -21,7 +21,16 @@ if TYPE_CHECKING:
 class Module:
 
     def zero_grad(self) -> None:
-        _engine.zero_grads(self.parameters())  # one C loop (honours an overridden parameters())
+        params = self.parameters()  # (an overridden parameters() says what to zero)
+        if not isinstance(params, (list, tuple)):
+            params = list(params)
+        try:
+            _engine.zero_grads(params)  # one C loop
+        except TypeError:  # not all Values (then none is zeroed)
+            if not all(hasattr(p, "grad") for p in params):
+                raise
+            for p in params:  # a script's own parameter objects: as micrograd, p.grad = 0
+                p.grad = 0
 
     def parameters(self) -> list[Value]:
         return []

@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Optional, SupportsIndex, TypeVar, Union, overload
 
+from ._copying import with_slots
+
 __all__ = ["Value", "assign", "cross_entropy", "dot", "enable_grad", "is_grad_enabled", "layer",
            "log_softmax", "logsumexp", "neuron_parameters", "no_grad", "softmax", "sum_values",
            "zero_grad_neurons", "zero_grads"]
@@ -269,8 +271,9 @@ class Value:
             return NotImplemented
         return self + (-other)
 
-    def __rsub__(self, other: float) -> Value:  # other - self
-        if _real_number(other) is None:
+    def __rsub__(self, other: Union[Value, float]) -> Value:  # other - self
+        # (other a Value: Python asks a subclass's reflected operator first)
+        if not isinstance(other, Value) and _real_number(other) is None:
             return NotImplemented
         return other + (-self)
 
@@ -285,16 +288,18 @@ class Value:
             return NotImplemented
         return self * _pow(x, -1.0)  # micrograd: other**-1 on the plain number
 
-    def __rtruediv__(self, other: float) -> Value:  # other / self
-        if _real_number(other) is None:
+    def __rtruediv__(self, other: Union[Value, float]) -> Value:  # other / self
+        if not isinstance(other, Value) and _real_number(other) is None:
             return NotImplemented
         return other * self**-1
 
     def __reduce__(self) -> tuple[object, ...]:
         # copy, deepcopy and pickle give a leaf with the same data, grad, label and extra
         # attributes and the same class; the graph that made the Value is not copied
-        extra = {k: v for k, v in vars(self).items() if k not in _VALUE_FIELDS}
-        return _rebuild, (type(self), self.data, self.grad, self.label, extra or None)
+        extra = {k: v for k, v in vars(self).items() if k not in _VALUE_FIELDS} or None
+        if type(self) is not Value:
+            extra = with_slots(self, extra)
+        return _rebuild, (type(self), self.data, self.grad, self.label, extra)
 
     def _graph(self) -> list[Value]:
         # topological order: every node reachable from self, found without recursion, then

@@ -598,3 +598,65 @@ def test_layer_fields_rebound_by_a_gc_callback_mid_forward(engine):
         gc.set_threshold(*threshold)
         gc.callbacks.remove(callback)
     assert outs == [[1.25, 1.25]] * 7
+
+
+def _shared_iterator_calls(nn):
+    """Each way a script may hand a model an iterator instead of a list, and what comes out."""
+    random.seed(2)
+    mlp = nn.MLP(3, [3, 2])
+    layer = nn.Layer(3, 2, nonlin=False)
+    neuron = nn.Neuron(3)
+    v = nn.Value
+    calls = {
+        "mlp-generator": lambda: mlp(x for x in [1.0, 2.0, 3.0]),
+        "mlp-map-value": lambda: mlp(map(v, [1.0, 2.0, 3.0])),
+        "mlp-long-iterator": lambda: mlp(iter([1.0, 2.0, 3.0, -1.0, 0.5, 2.0, 4.0])),
+        "layer-iterator": lambda: layer(iter([0.5, -1.0, 2.0, 3.0])),
+        "neuron-twice": lambda: [neuron(it) for it in [iter([1.0, 2.0, 3.0, 4.0])] * 2],
+        "mlp-list": lambda: mlp([1.0, 2.0, 3.0]),
+    }
+    got = {}
+    for name, call in calls.items():
+        out = call()
+        got[name] = [o.data for o in out] if isinstance(out, list) else out.data
+    return got
+
+
+def test_inputs_from_an_iterator_are_shared_as_zip_shares_them(engine, ref):
+    """micrograd's neuron reads its inputs with zip(self.w, x): handed an iterator (a generator,
+    map(Value, row)), each neuron takes as many items as it has weights and leaves the rest to
+    the next -- so every neuron after the first sees fewer inputs. Both engines do the same, and
+    upstream micrograd's nn gets the same numbers."""
+    got = _shared_iterator_calls(engine.nn)
+    assert got == _shared_iterator_calls(ref.nn)
+    assert got["mlp-generator"] == got["mlp-map-value"] != got["mlp-list"]
+    micrograd_nn = pytest.importorskip("micrograd.nn")
+    assert got == _shared_iterator_calls(micrograd_nn)
+
+
+class _Scalar:
+    """A script's own parameter object: anything with a grad (and data)."""
+    def __init__(self):
+        self.data, self.grad = 1.0, 5.0
+
+
+def test_zero_grad_of_a_module_with_parameters_of_its_own(engine):
+    """Module.zero_grad() sets p.grad = 0 on whatever parameters() gives, as micrograd's does;
+    one without a grad attribute is a TypeError and nothing is zeroed."""
+    w = engine.Value(2.0)
+    w.grad = 3.0
+    s = _Scalar()
+
+    class Model(engine.nn.Module):
+        def __init__(self, params):
+            self.params = params
+
+        def parameters(self):
+            return iter(self.params)
+
+    Model([w, s]).zero_grad()
+    assert (w.grad, s.grad) == (0.0, 0)
+    w.grad = s.grad = 3.0
+    with pytest.raises(TypeError):
+        Model([w, s, 0.5]).zero_grad()
+    assert (w.grad, s.grad) == (3.0, 3.0)

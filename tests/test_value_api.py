@@ -4,6 +4,7 @@ and several threads building and back-propagating graphs at once."""
 import copy
 import fractions
 import gc
+import math
 import os
 import pickle
 import random
@@ -48,6 +49,29 @@ def my_value_class(Value):
     globals()[name] = MyValue
     _subclasses[Value] = MyValue
     return MyValue
+
+
+@pytest.mark.parametrize("op", ["+", "-", "*", "/", "**"])
+def test_a_value_and_a_subclass_instance_on_the_right(engine, op):
+    """Python asks the right operand's reflected operator first when its class is a subclass of
+    the left one's: y - w with w a Param(Value) is micrograd's y + (-w), not a refusal."""
+    class Param(engine.Value):
+        pass
+
+    y, w = engine.Value(5.0), Param(2.0)
+    out = {"+": lambda: y + w, "-": lambda: y - w, "*": lambda: y * w,
+           "/": lambda: y / w, "**": lambda: y ** w}[op]()
+    data, dy, dw = {"+": (7.0, 1.0, 1.0), "-": (3.0, 1.0, -1.0), "*": (10.0, 2.0, 5.0),
+                    "/": (2.5, 0.5, -1.25), "**": (25.0, 10.0, 25.0 * math.log(5.0))}[op]
+    assert type(out) is engine.Value and out.data == data
+    out.backward()
+    assert y.grad == dy and w.grad == pytest.approx(dw, rel=1e-15)
+    # called directly, the reflected operators give the same numbers
+    if op == "-":
+        assert w.__rsub__(y).data == 3.0 and w.__rsub__(y)._op == '+'
+        assert {c._op for c in w.__rsub__(y)._prev} == {'', '*'}  # y and w * -1
+    if op == "/":
+        assert w.__rtruediv__(y).data == 2.5
 
 
 def test_subclass_instances(engine):
@@ -228,6 +252,38 @@ def test_copy_and_pickle_of_a_subclass_leaf(engine, how):
     c = _roundtrips()[how](v)
     assert type(c) is MyValue
     assert (c.data, c.grad, c.label, c.tag) == (4.0, 2.0, 's', 't')
+
+
+def slotted_value_class(Value):
+    """A subclass that keeps its own attributes in __slots__ (one of them name-mangled)."""
+    name = "Slotted_" + ("py" if Value is micrograd_fast.reference.Value else "c")
+    if name not in globals():
+        class Slotted(Value):
+            __slots__ = ("tag", "__secret", "unset")
+
+            def secret(self):
+                return self.__secret
+
+            def hide(self, x):
+                self.__secret = x
+
+        Slotted.__name__ = Slotted.__qualname__ = name
+        globals()[name] = Slotted
+    return globals()[name]
+
+
+@pytest.mark.parametrize("how", list(_roundtrips()))
+def test_copy_and_pickle_keep_attributes_in_slots(engine, how):
+    """As micrograd's plain-object Values: a subclass's __slots__ attributes are copied too (a
+    slot never set stays unset)."""
+    Slotted = slotted_value_class(engine.Value)
+    v = Slotted(1.5, label='p')
+    v.tag = 'weight'
+    v.hide(7)
+    c = _roundtrips()[how](v)
+    assert type(c) is Slotted
+    assert (c.data, c.label, c.tag, c.secret()) == (1.5, 'p', 'weight', 7)
+    assert not hasattr(c, "unset")
 
 
 def _describe(v):

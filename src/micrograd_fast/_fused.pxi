@@ -5,6 +5,8 @@
 # forward sums left to right in the order of the unfused expression, so the numbers equal
 # micrograd's bit for bit.
 
+from itertools import islice as _islice
+
 
 cdef object _as_item(object o, str who):
     """A Value stays a Value; a number becomes a float (its leaf is made later); else TypeError."""
@@ -58,7 +60,7 @@ def layer(neurons, x, neuron_type):
     Python call per neuron (and the dot node gets no facade: nobody holds it). Any other neuron
     (a subclass, say) is called; so is every neuron once a script has given Value a relu, tanh
     or sigmoid of its own (`Value.relu = my_relu`), which Neuron.__call__ then calls."""
-    if not _activations_ours():
+    if not _activations_ours() or _iterator(x):
         return [n(x) for n in neurons]
     return _layer(neurons, x, neuron_type)
 
@@ -72,7 +74,7 @@ def mlp(layers, x, layer_type, neuron_type):
     its one Value when it has one neuron -- without a Python call per layer. Any other layer is
     called. Between two such layers of plain Neurons the values pass as node indices: the
     same nodes in the same order, without a facade for each hidden neuron's output."""
-    if not _activations_ours():  # (as layer())
+    if not _activations_ours() or _iterator(x):  # (as layer())
         for lay in layers:
             x = lay(x)
         return x
@@ -158,7 +160,7 @@ cdef object _mlp(list layers, object x, object layer_type, object neuron_type):
                 xseq = x if type(x) is list or type(x) is tuple else list(x)
                 if not _all_live(xseq):  # numbers among them: the Values way
                     after = None  # (the layer may call neurons: check the next one afresh)
-                    out = _layer(<list>neurons, x, neuron_type)
+                    out = _layer(<list>neurons, xseq, neuron_type)
                     x = out[0] if len(out) == 1 else out
                     continue
                 _hold_values(&held, xseq)
@@ -431,9 +433,30 @@ def zero_grad_neurons(neurons, neuron_type):
     zero_grads(neuron_parameters(ns, neuron_type))
 
 
+cdef inline bint _seq(object o) noexcept:
+    return type(o) is list or type(o) is tuple
+
+
+cdef tuple _zipped(object ws, object xs):
+    """ws and xs as sequences, each iterator drawn from as zip(ws, xs) draws from it: a neuron
+    of n weights takes n items of an iterator of inputs and leaves the rest to the next one,
+    as micrograd's zip does."""
+    if _seq(ws):
+        return ws, list(_islice(xs, len(ws)))  # (zip stops on ws's end before asking xs)
+    pairs = list(zip(ws, xs))
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+cdef inline bint _iterator(object x) except -1:
+    """x is drawn from as it is read (a generator, map(Value, row)): each neuron that reads it
+    takes its own share, so the neurons are called one by one, as micrograd's Layer does."""
+    return not _seq(x) and iter(x) is x
+
+
 cdef object _dot(object ws, object xs, object bias):
-    cdef object wseq = ws if type(ws) is list or type(ws) is tuple else list(ws)
-    cdef object xseq = xs if type(xs) is list or type(xs) is tuple else list(xs)
+    cdef object wseq = ws, xseq = xs
+    if not (_seq(ws) and _seq(xs)):
+        wseq, xseq = _zipped(ws, xs)
     cdef Py_ssize_t n, k, i, w, x, b, e
     cdef PyObject** wv
     cdef PyObject** xv

@@ -39,6 +39,14 @@ cdef object _binary(Value self, object other, unsigned int op):
     return _own(out, _op_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
 
 
+cdef object _pow_values(Value base, Value exponent):
+    """base ** exponent, both Values (beyond micrograd, which asserts a number)."""
+    cdef Value out = _fresh()
+    _reserve_slots(1)
+    cdef Py_ssize_t a = _index(base), i = _index(exponent)
+    return _own(out, _op_node(OP_POW, _power(nodes[a].data, nodes[i].data), a, i))
+
+
 cdef Py_ssize_t _times_minus_one(Py_ssize_t a) except -1:
     """The facade-less node a * -1 (micrograd's -a)."""
     cdef Py_ssize_t c = _new_node(OP_LEAF, -1.0, 0, 0)
@@ -348,11 +356,7 @@ cdef class Value:
         if mod is not None:
             return NotImplemented
         if isinstance(other, Value):  # beyond micrograd: a Value exponent
-            out = _fresh()
-            _reserve_slots(1)
-            a = _index(self)
-            i = _index(<Value>other)
-            return _own(out, _op_node(OP_POW, _power(nodes[a].data, nodes[i].data), a, i))
+            return _pow_values(self, <Value>other)
         if not _as_operand(other, &k):
             return NotImplemented
         # micrograd names the node f'**{other}': made here from k for a float or an int that k
@@ -376,6 +380,9 @@ cdef class Value:
     def __rpow__(self, other, mod):  # other ** self
         cdef Py_ssize_t a, c
         cdef double x, y
+        if isinstance(other, Value) and mod is None:
+            # a Value ** an instance of a subclass: Python asks the subclass first
+            return _pow_values(<Value>other, self)
         if mod is not None or not _as_operand(other, &x):
             return NotImplemented
         out = _fresh()
@@ -444,6 +451,10 @@ cdef class Value:
     def __rsub__(self, other):  # other - self = (-self) + other
         cdef Py_ssize_t n, c
         cdef double x
+        if isinstance(other, Value):
+            # a Value - an instance of a subclass: Python asks the subclass first; micrograd's
+            # other + (-self), through the subclass's own operators
+            return other + (-self)
         if not _as_operand(other, &x):
             return NotImplemented
         if type(self) is not Value:
@@ -473,6 +484,8 @@ cdef class Value:
     def __rtruediv__(self, other):  # other / self = self**-1 * other
         cdef Py_ssize_t p, c
         cdef double x
+        if isinstance(other, Value):  # (as __rsub__) micrograd's other * self**-1
+            return other * self**-1
         if not _as_operand(other, &x):
             return NotImplemented
         if type(self) is not Value:
@@ -504,6 +517,9 @@ cdef class Value:
     def __reduce__(self):
         # copy/pickle a Value as a leaf with the same numbers, label and extra attributes
         state = dict(<object>self._dict) if self._dict != NULL else None
+        if type(self) is not Value:  # a subclass may keep attributes in __slots__ too
+            from micrograd_fast._copying import with_slots
+            state = with_slots(self, state)
         return _rebuild, (type(self), self.data, self.grad, self.label, state)
 
 
