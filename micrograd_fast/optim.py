@@ -337,7 +337,17 @@ class Adam(Optimizer):
             m = m + w1 * (g - m) if small else g - (g - m) * (1 - w1)
             v = vs[k] * beta2 + (w2 * g) * g
             ms[k], vs[k] = m, v
-            p.data = x + (neg_step_size * m) / (math.sqrt(v) / bc2_sqrt + eps)
+            p.data = x + _divide(neg_step_size * m, math.sqrt(v) / bc2_sqrt + eps)
+
+
+def _divide(a: float, b: float) -> float:
+    """a / b as C (and torch) divide doubles: by a zero (eps=0 and a zero gradient), nan or an
+    infinity, not a ZeroDivisionError -- so the compiled engine's step and this one agree."""
+    if b:
+        return a / b
+    if a == 0 or math.isnan(a):
+        return math.nan
+    return math.copysign(math.inf, a) * math.copysign(1.0, b)
 
 
 class AdamW(Adam):

@@ -69,13 +69,36 @@ def _not_an_item(who: str, item: Any) -> str:
     return f"{who}() takes Values or real numbers, not {name!r}"
 
 
+def _item(item: Any) -> Optional[Value]:
+    """An item of dot() & co. as a Value: a Value, or a real number (what float's operators
+    take, as micrograd's w * x does); None for anything else."""
+    if isinstance(item, Value):
+        return item
+    x = _as_real(item)
+    return None if x is None else Value(x)
+
+
+def _as_real(x: Any) -> Optional[float]:
+    """x as float's own operators read it: for a real number (numbers.Real) its value as a
+    float -- an instance of a float or int subclass is the number it holds, whatever __float__
+    the subclass defines -- else None."""
+    if isinstance(x, float):
+        return float.__float__(x)
+    if isinstance(x, int):
+        return int.__float__(x)  # OverflowError for a huge int, as float + int
+    if isinstance(x, numbers.Real):
+        return _number(x)
+    return None
+
+
 def _real_number(x: Any) -> Optional[float]:
     """float(x) for an operator's operand that is a real number -- numbers.Real: int, bool,
     float, Fraction, numpy's numbers -- else None, and the operator returns NotImplemented: what
     float's own operators refuse (a Decimal, an object with only a __float__) is a TypeError.
     Another autograd library's value is a TypeError here."""
-    if isinstance(x, numbers.Real):
-        return _number(x)
+    y = _as_real(x)
+    if y is not None:
+        return y
     if hasattr(x, "backward") and hasattr(x, "grad") and hasattr(x, "data"):
         # another autograd library's value (upstream micrograd's Value, a torch tensor): left to
         # its own reflected operator it would wrap our Value as its data, and backward() would
@@ -85,6 +108,20 @@ def _real_number(x: Any) -> Optional[float]:
                         f"{t.__qualname__}: gradients cannot flow between two autograd "
                         f"libraries (make both with the same Value class)")
     return None
+
+
+def _negated(number: Any, x: float) -> float:
+    """The leaf micrograd's self + (-number) makes: -x (x = float(number)), except that a zero
+    gets the sign its own type gives it (-0 is the int 0, -0.0 is -0.0). Not negated in the
+    number's own type otherwise: numpy's unsigned ints would wrap around (2 - np.uint8(3) is
+    -1.0 here, as for a float; micrograd's 255 is numpy's overflow)."""
+    if x != 0.0:
+        return -x
+    try:
+        z = _number(-number)
+    except (ArithmeticError, TypeError, ValueError):
+        z = None
+    return z if z == 0.0 else -x
 
 
 def _pow(x: float, k: float) -> float:
@@ -136,12 +173,12 @@ class Value:
 
     def __init__(self, data: float, _children: Iterable[Value] = (), _op: str = '',
                  label: str = '') -> None:
-        self.data = data
-        self.grad = 0.0
         children = tuple(_children)  # (once: _children may be a generator)
-        for child in children:
+        for child in children:  # (checked before anything is set: a failed call changes nothing)
             if not isinstance(child, Value):
                 raise TypeError(f"Value children must be Values, not {type(child).__name__!r}")
+        self.data = data
+        self.grad = 0.0
         self._children = children  # ordered, repeats kept: a + a feeds a twice
         self._op = _op  # the op that produced this node, for graphviz / debugging
         self.label = label
@@ -264,12 +301,17 @@ class Value:
         return self * -1
 
     def __radd__(self, other: Union[Value, float]) -> Value:  # other + self
+        if not isinstance(other, Value) and _real_number(other) is None:
+            return NotImplemented  # (self + other would ask other's __radd__ again)
         return self + other
 
     def __sub__(self, other: Union[Value, float]) -> Value:  # self - other
-        if not isinstance(other, Value) and _real_number(other) is None:
+        if isinstance(other, Value):
+            return self + (-other)
+        x = _real_number(other)
+        if x is None:
             return NotImplemented
-        return self + (-other)
+        return self + _negated(other, x)
 
     def __rsub__(self, other: Union[Value, float]) -> Value:  # other - self
         # (other a Value: Python asks a subclass's reflected operator first)
@@ -278,6 +320,8 @@ class Value:
         return other + (-self)
 
     def __rmul__(self, other: Union[Value, float]) -> Value:  # other * self
+        if not isinstance(other, Value) and _real_number(other) is None:
+            return NotImplemented
         return self * other
 
     def __truediv__(self, other: Union[Value, float]) -> Value:  # self / other
@@ -506,11 +550,11 @@ def dot(ws: Iterable[Union[Value, float]], xs: Iterable[Union[Value, float]],
     """
     pairs = []
     for w_in, x_in in zip(ws, xs):
-        w, x = _operand(w_in), _operand(x_in)
+        w, x = _item(w_in), _item(x_in)
         if w is None or x is None:
             raise TypeError(_not_an_item("dot", w_in if w is None else x_in))
         pairs.append((w, x))
-    b = _operand(bias)
+    b = _item(bias)
     if b is None:
         raise TypeError(_not_an_item("dot", bias))
     acc = b.data
@@ -557,7 +601,7 @@ def sum_values(values: Iterable[Union[Value, float]], start: Union[Value, float]
     """start + v0 + v1 + ... as ONE node ('sum'): the numbers of the builtin sum(values, start)."""
     children = []
     for item in (start, *values):
-        v = _operand(item)
+        v = _item(item)
         if v is None:
             raise TypeError(_not_an_item("sum_values", item))
         children.append(v)
@@ -610,7 +654,7 @@ def _prob(x: float, m: float, s: float) -> float:  # softmax: exp(x - m) / s
 def _classify_items(values: Iterable[Union[Value, float]], who: str) -> list[Value]:
     items = []
     for item in values:
-        v = _operand(item)
+        v = _item(item)
         if v is None:
             raise TypeError(_not_an_item(who, item))
         items.append(v)

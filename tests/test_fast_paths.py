@@ -34,8 +34,9 @@ def test_float_subclass_with_own_conversion_is_asked(engine):
 
 def test_numpy_float64_reads_its_double_and_its_subclasses_are_asked(engine):
     """numpy.float64 is read directly (its float() is its stored double); a subclass of it with
-    a __float__ of its own is still asked, as float() would -- before and after a plain float64
-    was seen, and in operators as in the constructor."""
+    a __float__ of its own is still asked by the constructor, as float() would -- before and
+    after a plain float64 was seen -- while an operator reads the number it holds, as float's
+    own operators (and numpy's, in micrograd's data + other.data) do."""
     numpy = pytest.importorskip("numpy")
 
     class Weird64(numpy.float64):
@@ -50,7 +51,41 @@ def test_numpy_float64_reads_its_double_and_its_subclasses_are_asked(engine):
         assert (V(2.0) * numpy.float64(x)).data == 2.0 * x
     assert math.isnan(V(numpy.float64(math.nan)).data)
     assert V(Weird64(1.0)).data == 42.0
-    assert (V(1.0) + Weird64(1.0)).data == 43.0
+    assert (V(1.0) + Weird64(1.0)).data == 2.0 == 1.0 + Weird64(1.0)
+
+
+@pytest.mark.parametrize("base", [float, int])
+def test_operand_of_a_number_subclass_is_the_number_it_holds(engine, base):
+    """float's operators read a float (or int) subclass's stored number, not its __float__;
+    micrograd's arithmetic on .data does too. So do every operator and dot()."""
+    class Odd(base):
+        def __float__(self):
+            return 9.0
+
+    V, o = engine.Value, Odd(1)
+    two = V(2.0)
+    got = [(two + o).data, (o + two).data, (two * o).data, (o * two).data, (two - o).data,
+           (o - two).data, (two / o).data, (o / two).data, (two ** o).data, (o ** two).data,
+           engine.dot([two], [o], o).data]
+    assert got == [3.0, 3.0, 2.0, 2.0, 1.0, -1.0, 2.0, 0.5, 2.0, 1.0, 3.0]
+    assert V(o).data == 9.0  # the constructor takes float(x), as documented
+
+
+def test_subtracting_a_numpy_unsigned_int_does_not_wrap_around(engine):
+    """x - n is computed as x + (-n) (micrograd's graph), with -n negated as a float: numpy's
+    unsigned ints would wrap around in their own type (micrograd gives 255.0 for 2 - uint8(3)).
+    A zero keeps the sign its own type gives it: 0.0 - 0 is 0.0, 0.0 - 0.0 is 0.0, and
+    -0.0 - 0 is 0.0, as micrograd's -0.0 + (-0) is."""
+    numpy = pytest.importorskip("numpy")
+    V = engine.Value
+    for n in (numpy.uint8(3), numpy.uint16(3), numpy.uint32(3), numpy.uint64(3)):
+        out = V(2.0) - n
+        assert out.data == -1.0 == 2.0 - n
+        out.backward()
+    assert (V(0.0) - numpy.int64(-2**63)).data == 2.0**63
+    for a, n, sign in [(-0.0, 0, 1.0), (-0.0, numpy.uint8(0), 1.0), (-0.0, 0.0, -1.0),
+                       (-0.0, numpy.float32(0.0), -1.0), (-0.0, False, 1.0)]:
+        assert math.copysign(1.0, (V(a) - n).data) == sign, (a, n)
 
 
 @pytest.mark.parametrize("bad, error", [("x", TypeError), (b"1", TypeError), (None, TypeError),

@@ -64,6 +64,16 @@ def test_engines_agree_bit_for_bit(c_engine, ref, name):
     assert train(c_engine, CONFIGS[name], 12) == train(ref, CONFIGS[name], 12)
 
 
+def test_adam_without_epsilon_divides_as_torch(engine):
+    """eps=0 and a zero gradient: Adam's 0 / 0 is nan, as in torch (C's division), on both
+    engines -- not a ZeroDivisionError on one of them."""
+    a, b = engine.Value(1.0), engine.Value(2.0)
+    opt = optim.Adam([a, b], lr=0.1, eps=0.0)
+    b.grad = 0.5
+    opt.step()
+    assert math.isnan(a.data) and b.data == 2.0 - 0.1
+
+
 def test_sgd_is_the_notebooks_loop(engine):
     steps = 8
     model, X, y = problem(engine, (4, 4, 1), 20)

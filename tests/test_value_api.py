@@ -592,6 +592,43 @@ def test_operands_that_float_refuses_are_type_errors(engine, other):
             op()
     assert engine.Value(other).data == 1.5
     assert (v.data, v.grad) == (2.0, 0.0)
+    # so do the fused ops, micrograd's w * x inside a neuron: Neuron(1)([Decimal]) raises there
+    for fused in (lambda: engine.dot([v], [other], 0.0), lambda: engine.dot([other], [v], v),
+                  lambda: engine.sum_values([v, other]), lambda: engine.nn.Neuron(1)([other])):
+        with pytest.raises(TypeError, match="takes Values or real numbers"):
+            fused()
+
+
+class _ReflectsBack:
+    """An operand whose reflected operators answer anything: Python must not ask them twice."""
+    def __add__(self, other):
+        return NotImplemented
+
+    __mul__ = __add__
+
+    def __radd__(self, other):
+        return "radd"
+
+    __rmul__ = __radd__
+
+
+def test_an_operand_the_value_refuses_is_not_asked_again(engine):
+    """other + v with other's __add__ giving up: v's __radd__ returns NotImplemented (float's
+    would) -- it does not turn it into v + other, which would ask other's __radd__ again."""
+    v = engine.Value(2.0)
+    with pytest.raises(TypeError):
+        _ReflectsBack() + v
+    with pytest.raises(TypeError):
+        _ReflectsBack() * v
+    assert v + _ReflectsBack() == "radd"  # (v.__add__ refuses: then other's __radd__, once)
+
+
+def test_a_failed_reinit_changes_nothing(engine):
+    """Value.__init__ called again with a bad child raises before it sets anything."""
+    a = engine.Value(1.0)
+    with pytest.raises(TypeError):
+        engine.Value.__init__(a, 3.0, (engine.Value(1.0), 5))
+    assert (a.data, a.grad, a._prev, a._op) == (1.0, 0.0, set(), '')
 
 
 def test_real_number_operands_are_taken(engine):

@@ -9,11 +9,12 @@ from itertools import islice as _islice
 
 
 cdef object _as_item(object o, str who):
-    """A Value stays a Value; a number becomes a float (its leaf is made later); else TypeError."""
+    """A Value stays a Value; a real number (what float's operators take, as micrograd's
+    w * x does) becomes a float (its leaf is made later); else TypeError."""
     cdef double x
     if isinstance(o, Value):
         return o
-    if not _as_double(o, &x):
+    if not _as_real(o, &x):
         t = type(o)  # (another library's Value is named with its module)
         name = t.__name__ if t.__module__ == "builtins" else f"{t.__module__}.{t.__qualname__}"
         raise TypeError(f"{who}() takes Values or real numbers, not {name!r}")

@@ -67,13 +67,28 @@ import numbers as _numbers_module
 cdef object _Real = _numbers_module.Real
 
 
-cdef inline int _as_operand(object o, double* out) except -1:
-    """_as_double for an operator's operand: only a real number (numbers.Real -- int, bool,
-    float, Fraction, numpy's numbers); what float's own operators refuse (a Decimal, an object
-    with only a __float__) is 0, so that the operator returns NotImplemented (a TypeError)."""
-    if (PyFloat_CheckExact(o) or PyLong_CheckExact(o)
-            or <void*>Py_TYPE(<PyObject*>o) == mgf_np_float64 or isinstance(o, _Real)):
+cdef inline int _as_real(object o, double* out) except -1:
+    """_as_double for an operator's operand, read as float's own operators read it: only a
+    real number (numbers.Real -- int, bool, float, Fraction, numpy's numbers), and an instance
+    of a float or int subclass is the number it holds, whatever __float__ the subclass has.
+    0 for anything else."""
+    if PyFloat_Check(o):
+        out[0] = PyFloat_AS_DOUBLE(o)
+        return 1
+    if PyLong_Check(o):  # (bool too)
+        out[0] = PyLong_AsDouble(o)  # OverflowError for huge ints, as float + int
+        return 1
+    if isinstance(o, _Real):
         return _as_double(o, out)
+    return 0
+
+
+cdef inline int _as_operand(object o, double* out) except -1:
+    """_as_real, and what float's own operators refuse (a Decimal, an object with only a
+    __float__) is 0, so that the operator returns NotImplemented (a TypeError); another
+    autograd library's value is a TypeError saying so."""
+    if _as_real(o, out):
+        return 1
     _refuse_foreign_value(o)
     return 0
 

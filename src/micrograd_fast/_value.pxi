@@ -39,6 +39,22 @@ cdef object _binary(Value self, object other, unsigned int op):
     return _own(out, _op_node(OP_MUL, nodes[a].data * nodes[b].data, a, b))
 
 
+cdef double _negated(object number, double x) except? -1.0:
+    """The leaf micrograd's self + (-number) makes: -x (x = float(number)), except that a zero
+    gets the sign its own type gives it (-0 is the int 0, -0.0 is -0.0). Not negated in the
+    number's own type otherwise: numpy's unsigned ints would wrap around (2 - np.uint8(3) is
+    -1.0 here, as for a float; micrograd's 255 is numpy's overflow)."""
+    cdef double z
+    if x != 0.0:
+        return -x
+    try:
+        if _as_double(-number, &z) and z == 0.0:
+            return z
+    except (ArithmeticError, TypeError, ValueError):
+        pass
+    return -x
+
+
 cdef object _pow_values(Value base, Value exponent):
     """base ** exponent, both Values (beyond micrograd, which asserts a number)."""
     cdef Value out = _fresh()
@@ -441,7 +457,7 @@ cdef class Value:
             elif not _as_operand(other, &x):
                 return NotImplemented
             else:
-                _as_double(-other, &x)  # negate as the number's own type does
+                x = _negated(other, x)
         cdef Value out = _fresh()
         _reserve_slots(3)
         a = _index(self)
