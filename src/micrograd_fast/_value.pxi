@@ -445,10 +445,12 @@ cdef class Value:
         cdef Py_ssize_t a, b
         cdef double x = 0.0
         cdef bint number = not isinstance(other, Value)
-        if type(self) is not Value:
-            if number and not _as_operand(other, &x):
+        if type(self) is not Value:  # through the subclass's own + (and, for a Value, its -)
+            if not number:
+                return self + (-other)
+            if not _as_operand(other, &x):
                 return NotImplemented
-            return self + (-other)
+            return self + _negated(other, x)
         if number:
             if PyFloat_CheckExact(other):
                 x = -PyFloat_AS_DOUBLE(other)
