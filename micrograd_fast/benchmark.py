@@ -1467,9 +1467,12 @@ def add_ratios(entry: Result) -> None:
 def format_table(report: Result) -> str:
     """The one table: workload x engine, best and median, and the ratios to the baselines."""
     m = report["machine"]
+    engines = report["engines"]
+    upstream_listed = engines.get("micrograd", {}).get("available", False)
     versions = ", ".join(f"{name} {info.get('version') or '?'}"
-                         for name, info in report["engines"].items()
-                         if info["available"] and name != "micrograd-gcoff")
+                         for name, info in engines.items()  # (gc off: upstream's version again)
+                         if info["available"]
+                         and not (name == "micrograd-gcoff" and upstream_listed))
     load = "" if not m.get("load_average") else f", load average {m['load_average'][0]:g}"
     lines = [f"machine: {m['cpu']}, {m['cores']} cores, {m['implementation']} {m['python']} "
              f"({m['platform']}){load}",
