@@ -1,4 +1,5 @@
-"""micrograd's own examples, shared by the tests: its README expression and its sanity check."""
+"""micrograd's own examples, shared by the tests: its README expression and its sanity check;
+and a graph builder two teardown tests share."""
 
 
 def readme_expression(a, b):
@@ -24,3 +25,16 @@ def readme_example(Value):
     g = readme_expression(a, b)
     g.backward()
     return a, b, g
+
+
+def labelled_graph(x, levels=20):
+    """[y], the only reference to a graph over x whose freeing allocates (labels), with grads:
+    each level two labelled children, so that two nodes can wait on the list at once. (Grads
+    set, not by a backward(), which would take an epoch of the passes that follow.)"""
+    y = x
+    for i in range(levels):
+        a, b = y * 1.5, y * 0.5
+        a.label, b.label = f"a{i}", f"b{i}"
+        a.grad = b.grad = 1.0
+        y = a + b
+    return [y]

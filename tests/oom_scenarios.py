@@ -13,6 +13,7 @@ import _testcapi
 
 import micrograd_fast.nn
 from micrograd_fast.engine import _load_compiled
+from mgf_examples import labelled_graph
 
 
 @contextlib.contextmanager
@@ -139,19 +140,6 @@ def scenario_teardown_with_python_backward_and_labels(engine):
     w = Value(3.0) * Value(2.0)
     w.backward()
     assert w.data == 6.0
-
-
-def labelled_graph(x, levels=20):
-    """[y], the only reference to a graph over x whose freeing allocates (labels), with grads:
-    each level two labelled children, so that two nodes can wait on the list at once. (Grads
-    set, not by a backward(), which would take an epoch of the passes that follow.)"""
-    y = x
-    for i in range(levels):
-        a, b = y * 1.5, y * 0.5
-        a.label, b.label = f"a{i}", f"b{i}"
-        a.grad = b.grad = 1.0
-        y = a + b
-    return [y]
 
 
 def scenario_backward_over_nodes_a_teardown_left(engine):

@@ -7,6 +7,7 @@ import gc
 import weakref
 
 import pytest
+from mgf_examples import labelled_graph
 
 
 @pytest.fixture
@@ -345,19 +346,10 @@ def test_backward_inside_a_teardown_over_graphs_it_dropped(engine, no_auto_gc):
     x = Value(0.5)
     seen = []
 
-    def labelled(n=5):  # nodes whose freeing is set aside (labels), with grads
-        y = x
-        for i in range(n):
-            a, b = y * 1.5, y * 0.5
-            a.label, b.label = f"a{i}", f"b{i}"
-            a.grad = b.grad = 1.0
-            y = a + b
-        return y
-
     class Finalizer:
         def __del__(self):
             live = x * 3.0
-            graphs = [labelled() for _ in range(3)]
+            graphs = [labelled_graph(x, 5)[0] for _ in range(3)]  # (their freeing is set aside)
             w = Value(2.0)
             m = live * w
             del graphs
