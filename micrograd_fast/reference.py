@@ -52,12 +52,11 @@ def _number(x: Any) -> Optional[float]:
         return None
 
 
-def _operand(other: Any, number: Callable[[Any], Optional[float]] = _number) -> Optional[Value]:
-    """other as a Value, or None when it is not a number (by number(): _real_number for an
-    operator's operand)."""
+def _operand(other: Any) -> Optional[Value]:
+    """An operator's operand as a Value, or None when it is not a real number (_real_number)."""
     if isinstance(other, Value):
         return other
-    x = number(other)
+    x = _real_number(other)
     return None if x is None else Value(x)
 
 
@@ -255,13 +254,13 @@ class Value:
 
     # ---- the operators micrograd has ----
     def __add__(self, other: Union[Value, float]) -> Value:
-        o = _operand(other, _real_number)
+        o = _operand(other)
         if o is None:
             return NotImplemented
         return self._node(self.data + o.data, (self, o), '+', _add_backward)
 
     def __mul__(self, other: Union[Value, float]) -> Value:
-        o = _operand(other, _real_number)
+        o = _operand(other)
         if o is None:
             return NotImplemented
         return self._node(self.data * o.data, (self, o), '*', _mul_backward)
@@ -275,7 +274,7 @@ class Value:
         return self._node(_pow(self.data, k), (self,), f'**{other}', _pow_backward, k)
 
     def __rpow__(self, other: float) -> Value:  # other ** self
-        base = _operand(other, _real_number)
+        base = _operand(other)
         if base is None:
             return NotImplemented
         return base ** self
