@@ -27,8 +27,12 @@ class Module:
         try:
             _engine.zero_grads(params)  # one C loop
         except TypeError:  # not all Values (then none is zeroed)
-            if not all(hasattr(p, "grad") for p in params):
-                raise
+            for p in params:
+                if not hasattr(p, "grad"):  # micrograd's p.grad = 0 fails on it: the same error
+                    raise AttributeError(
+                        f"{type(p).__name__!r} object has no attribute 'grad': zero_grad() sets "
+                        "p.grad = 0 for each of parameters(), as micrograd's does (nothing was "
+                        "zeroed)") from None
             for p in params:  # a script's own parameter objects: as micrograd, p.grad = 0
                 p.grad = 0
 
@@ -99,7 +103,10 @@ class Layer(Module):
     def zero_grad(self) -> None:
         if (type(self).parameters is Layer.parameters and Neuron.parameters is _neuron_parameters
                 and "parameters" not in self.__dict__):
-            _engine.zero_grad_neurons(self.neurons, Neuron)  # no parameter list is built
+            try:
+                _engine.zero_grad_neurons(self.neurons, Neuron)  # no parameter list is built
+            except TypeError:  # not all Values (then none is zeroed): what Module's does
+                super().zero_grad()
         else:  # an overridden parameters() says what to zero
             super().zero_grad()
 

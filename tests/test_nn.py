@@ -535,9 +535,10 @@ def test_neuron_changed_inside_a_loop_is_seen(engine, ref):
     assert len(set(got)) > 4
 
 
-@pytest.mark.parametrize("bad", ["float", "tuple"])
-def test_layer_zero_grad_changes_nothing_when_it_fails(engine, bad):
-    """A weight that is not a Value in a later neuron: zero_grad() raises TypeError before any
+@pytest.mark.parametrize("bad, error", [("float", AttributeError), ("tuple", TypeError)])
+def test_layer_zero_grad_changes_nothing_when_it_fails(engine, bad, error):
+    """A weight that is not a Value in a later neuron: zero_grad() raises micrograd's error --
+    a float has no grad to set to 0; a tuple of weights cannot be added to [b] -- before any
     grad of the layer is set (the reference builds the whole list first)."""
     random.seed(2)
     model = engine.nn.MLP(2, [3, 1], act="tanh")
@@ -549,9 +550,16 @@ def test_layer_zero_grad_changes_nothing_when_it_fails(engine, bad):
         layer.neurons[2].w = tuple(layer.neurons[2].w)
     before = [v.grad for n in layer.neurons[:2] for v in n.w + [n.b]]
     assert any(before)
-    with pytest.raises(TypeError):
+    with pytest.raises(error):
         layer.zero_grad()
     assert [v.grad for n in layer.neurons[:2] for v in n.w + [n.b]] == before
+    if bad == "float":  # upstream raises the same error (having zeroed what came before)
+        mg = upstream_nn()
+        random.seed(2)
+        theirs = mg.MLP(2, [3, 1])
+        theirs.layers[0].neurons[2].w[0] = 0.5
+        with pytest.raises(error):
+            theirs.layers[0].zero_grad()
 
 
 def test_layer_fields_rebound_by_a_gc_callback_mid_forward(engine):
@@ -642,7 +650,8 @@ class _Scalar:
 
 def test_zero_grad_of_a_module_with_parameters_of_its_own(engine):
     """Module.zero_grad() sets p.grad = 0 on whatever parameters() gives, as micrograd's does;
-    one without a grad attribute is a TypeError and nothing is zeroed."""
+    one without a grad attribute is the AttributeError micrograd's p.grad = 0 raises on it, and
+    nothing is zeroed."""
     w = engine.Value(2.0)
     w.grad = 3.0
     s = _Scalar()
@@ -657,6 +666,32 @@ def test_zero_grad_of_a_module_with_parameters_of_its_own(engine):
     Model([w, s]).zero_grad()
     assert (w.grad, s.grad) == (0.0, 0)
     w.grad = s.grad = 3.0
-    with pytest.raises(TypeError):
+    with pytest.raises(AttributeError, match="'float' object has no attribute 'grad'"):
         Model([w, s, 0.5]).zero_grad()
     assert (w.grad, s.grad) == (3.0, 3.0)
+
+
+def test_layers_hand_neurons_of_the_scripts_own_what_they_are_given(engine):
+    """Layer and MLP give x to each neuron as micrograd's do: a neuron of the script's own may
+    take one Value (not a list), and a layer without neurons returns [] whatever it is given."""
+    nn, Value = engine.nn, engine.Value
+
+    class ScalarNeuron(nn.Neuron):
+        def __call__(self, x):
+            return self.w[0] * x + self.b
+
+    random.seed(0)
+    layer = nn.Layer(1, 2)
+    layer.neurons = [ScalarNeuron(1), ScalarNeuron(1)]
+    assert [o.data for o in layer(Value(3.0))] == [n.w[0].data * 3.0 for n in layer.neurons]
+    layer.neurons = [lambda x: x * 2, lambda x: x + 1]
+    assert layer(3.0) == [6.0, 4.0]
+    assert nn.Layer(2, 0)(Value(1.0)) == []
+    assert nn.MLP(2, [1, 0])([1.0, 2.0]) == []
+    model = nn.MLP(1, [1, 1])
+    first, = model.layers[0].neurons
+    model.layers[1].neurons = [last := ScalarNeuron(1)]
+    y = model([3.0])
+    assert y.data == last.w[0].data * max(0.0, first.w[0].data * 3.0)
+    y.backward()
+    assert first.w[0].grad == (last.w[0].data * 3.0 if first.w[0].data > 0 else 0.0)

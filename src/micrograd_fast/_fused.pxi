@@ -252,7 +252,10 @@ cdef Py_ssize_t _neuron_on_indices(object ws, int32_t* xi, Py_ssize_t m, object 
 
 cdef list _layer(object neurons, object x, object neuron_type):
     cdef list out = []
-    cdef object xseq = x if type(x) is list or type(x) is tuple else list(x)
+    cdef object xseq
+    if _iterator(x):  # (a layer that _mlp hands Values to may get a single one)
+        return [n(x) for n in neurons]
+    xseq = x if _seq(x) else list(x)
     cdef PyObject* w
     cdef PyObject* b
     cdef int act
@@ -448,10 +451,18 @@ cdef tuple _zipped(object ws, object xs):
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-cdef inline bint _iterator(object x) except -1:
+cdef bint _iterator(object x) except -1:
     """x is drawn from as it is read (a generator, map(Value, row)): each neuron that reads it
-    takes its own share, so the neurons are called one by one, as micrograd's Layer does."""
-    return not _seq(x) and iter(x) is x
+    takes its own share, so the neurons are called one by one, as micrograd's Layer does. So
+    they are when x cannot be iterated at all: a neuron of the script's own may take a single
+    Value or number (and a layer without neurons returns [] whatever x is)."""
+    if _seq(x):
+        return False
+    try:
+        it = iter(x)
+    except TypeError:
+        return True
+    return it is x
 
 
 cdef object _dot(object ws, object xs, object bias):
