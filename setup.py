@@ -39,6 +39,7 @@ setup(
     ext_modules=cythonize(
         extensions,
         include_path=["src"],
-        compiler_directives={"language_level": "3", "embedsignature": True},
+        compiler_directives={"language_level": "3", "embedsignature": True,
+                             "embedsignature.format": "clinic"},
     ),
 )

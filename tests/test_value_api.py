@@ -992,3 +992,21 @@ def test_an_init_or_a_deleted_method_of_the_class(engine):
     finally:
         Value.relu = own_relu
     assert model([1.0, 2.0]).data == model([1.0, 2.0]).data
+
+
+def test_signatures_for_help_and_tooltips(engine):
+    """inspect (help(), a notebook's tooltip) reads Value's arguments on both engines, and the
+    methods' and functions' of the compiled one too."""
+    import inspect
+
+    sig = inspect.signature(engine.Value)
+    assert [(p.name, p.default) for p in sig.parameters.values()] == [
+        ("data", inspect.Parameter.empty), ("_children", ()), ("_op", ""), ("label", "")]
+
+    class Sub(engine.Value):
+        pass
+
+    assert list(inspect.signature(Sub).parameters) == ["data", "_children", "_op", "label"]
+    assert list(inspect.signature(engine.Value.backward).parameters) == ["self"]
+    assert list(inspect.signature(engine.dot).parameters)[:2] == ["ws", "xs"]
+    assert engine.Value.__doc__.startswith("A scalar that remembers how it was made")

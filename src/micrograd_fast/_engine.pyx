@@ -1,4 +1,4 @@
-# cython: language_level=3, embedsignature=True
+# cython: language_level=3, embedsignature=True, embedsignature.format=clinic
 """The compiled engine: micrograd's Value over a flat C node arena.
 
 A Value is a thin facade holding the index of its node; the numbers, the graph and the gradients

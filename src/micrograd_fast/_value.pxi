@@ -128,11 +128,15 @@ cdef object _opname(Py_ssize_t i):  # (a str, or whatever _op a user gave)
 
 
 cdef class Value:
-    """A scalar that remembers how it was made, so that backward() can find its gradient.
+    """Value(data, _children=(), _op='', label='')
+--
 
-    Value(data, _children=(), _op='', label='') as in micrograd and its lecture. The number and
-    its graph live in the compiled node arena; this object holds only its node's index.
+A scalar that remembers how it was made, so that backward() can find its gradient.
+
+    The arguments are micrograd's, and its lecture's label. The number and its graph live in the
+    compiled node arena; this object holds only its node's index.
     """
+    # (the docstring's first line, up to "--", is the signature inspect and help() show)
     cdef Py_ssize_t _i          # arena slot of this Value's node (0: none, __init__ not run)
     cdef PyObject* _dict        # instance __dict__, made by the first extra attribute (p.m = 0.0)
     cdef object __weakref__
