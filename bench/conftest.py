@@ -75,9 +75,10 @@ def make_case(bench_engine, sizes, record_skip):
 
 
 @pytest.fixture
-def run_case(benchmark, bench_size, record_result):
+def run_case(benchmark, bench_size, record_result, sizes):
     """Time a Case with benchmark.pedantic (setup untimed, one run per round) and record its
-    per-unit best and median in extra_info and in the summary. Returns case.check()."""
+    per-unit best and median in extra_info and in the summary. Returns case.check(), having
+    asserted that the engine computed what the workload must (mb.wrong_results)."""
 
     def run(case):
         name = case.engine.name
@@ -97,6 +98,7 @@ def run_case(benchmark, bench_size, record_result):
             record_result(case.workload, name, best, median, case.extra, case.count)
         result = case.check()
         case.release()
+        assert mb.wrong_results(case.workload, result, sizes) == []
         return result
 
     return run

@@ -406,6 +406,89 @@ def make_case(workload: str, engine: Engine, size: str | dict[str, Any],
     return build(engine, sizes, verify)
 
 
+# the workloads whose numbers have no closed form, and the keys of their check() that must
+# equal the reference engine's: a loss and its gradients, or a training step's loss before and
+# after the first update (which gradients and the update decide)
+COMPARED = {
+    "backward-mlp": ("loss", "grad_sq_sum"),
+    "demo-step": ("first_step_loss", "second_step_loss"),
+    "demo-step-replayed": ("first_step_loss", "second_step_loss"),
+    "digits-step": ("first_step_loss", "second_step_loss"),
+    "custom-op-step": ("first_step_loss", "second_step_loss"),
+}
+_reference_cache: dict[tuple[str, str], Result] = {}
+
+
+def reference_values(workload: str, sizes: dict[str, Any]) -> Result:
+    """The COMPARED values of a workload as the reference engine computes them (two rounds of
+    its own case, untimed; cached)."""
+    key = (workload, json.dumps(sizes, sort_keys=True, default=str))
+    if key not in _reference_cache:
+        case = make_case(workload, load_engine("reference"), sizes, verify=False)
+        for _ in range(2):
+            case.setup()
+            case.run()
+        result = case.check()
+        case.release()
+        _reference_cache[key] = {k: result[k] for k in COMPARED[workload]}
+    return _reference_cache[key]
+
+
+def wrong_results(workload: str, result: Result, sizes: dict[str, Any]) -> list[str]:
+    """What is wrong with what an engine computed in a timed workload (its check() result): []
+    when it computed what the workload must. Closed forms where there are some; otherwise the
+    reference engine's numbers. The command line and the pytest suite both ask this, so an
+    engine that computes something else is reported instead of timed."""
+    r = result
+    wrong: list[str] = []
+
+    def want(ok: bool, what: str) -> None:
+        if not ok:
+            wrong.append(what)
+
+    def close(a: float, b: float, rel: float = 1e-9) -> bool:
+        return math.isclose(a, b, rel_tol=rel, abs_tol=1e-9)
+
+    if workload == "binary-op":
+        want(close(r["data"], r["expected"], 1e-12), f"x is {r['data']!r}, not {r['expected']!r}")
+        want(r["recorded"], "the operators recorded no graph")
+    elif workload.startswith("leaf"):
+        want(r["data_ok"], "a leaf does not hold the number it was given")
+        want(r["grads"] == [0.0], f"new leaves' grads are {r['grads']}, not [0.0]")
+    elif workload == "backward-layered":
+        want(r["leaf_grads"] == [1.0], f"leaf grads {r['leaf_grads']}, not [1.0]")
+        want(close(r["h_grad"], r["h_grad_expected"]), f"h.grad {r['h_grad']!r}, "
+             f"not {r['h_grad_expected']!r}")
+    elif workload == "backward-tree":
+        want(r["grad_mismatches"] == 0, f"{r['grad_mismatches']} leaf grads wrong")
+    elif workload == "backward-chain":
+        want(r["data"] == r["data_expected"], f"x is {r['data']!r}, not {r['data_expected']!r}")
+        want(r["b_grad"] == r["b_grad_expected"], f"b.grad {r['b_grad']!r}, "
+             f"not {r['b_grad_expected']!r}")
+        want(close(r["a_grad"], r["a_grad_expected"], 1e-12), f"a.grad {r['a_grad']!r}, "
+             f"not {r['a_grad_expected']!r}")
+    elif workload == "backward-fanout":
+        want(r["w_grads"] == [r["x_data"]], f"w grads {r['w_grads']}, not [{r['x_data']!r}]")
+        want(close(r["x_grad"], r["x_grad_expected"]), f"x.grad {r['x_grad']!r}, "
+             f"not {r['x_grad_expected']!r}")
+    elif workload == "teardown":
+        want(r["freed"], "the graph's Values are still alive")
+        want(r["arena_back"], "the arena kept nodes of the graph")
+    elif workload == "param-loop":
+        want(r["exact_mismatches"] == 0, f"{r['exact_mismatches']} parameters not updated exactly")
+    elif workload == "optimizer-step":
+        want(r["max_rel_err"] <= 1e-12, f"parameters off by {r['max_rel_err']:.3g} (relative)")
+    elif workload == "zero-grad":
+        want(r["nonzero_grads"] == 0, f"{r['nonzero_grads']} grads not zeroed")
+    if workload in COMPARED:
+        expected = reference_values(workload, sizes)
+        for key in COMPARED[workload]:
+            if r.get(key) is not None:  # (None: a single round, no second step)
+                want(close(r[key], expected[key]), f"{key} {r[key]!r}, the reference engine's "
+                     f"{expected[key]!r}")
+    return wrong
+
+
 def binary_op_expected(steps: int, x0: float = 1.0, a: float = 0.5, b: float = 0.25) -> float:
     """The float recurrence x = x*a + b that the binary-op graph must compute."""
     x = x0
@@ -426,7 +509,8 @@ def _binary_op_case(engine: Engine, steps: int) -> Case:
         kept.append(x)
 
     def check() -> Result:
-        return dict(data=float(kept[-1].data), expected=binary_op_expected(steps))
+        return dict(data=float(kept[-1].data), expected=binary_op_expected(steps),
+                    recorded=_recorded(kept[-1]))
 
     return Case("binary-op", engine, 2 * steps, None, run, check, extra=dict(steps=steps),
                 release=kept.clear)
@@ -696,6 +780,35 @@ def _backward_fanout_case(engine: Engine, n: int) -> Case:
     return _graph_case("backward-fanout", engine, nodes, build, check, dict(fanout=n))
 
 
+def _second(losses: list[float]) -> Optional[float]:
+    """A training step's second round's loss: the first after an update (None: one round)."""
+    return float(losses[1]) if len(losses) > 1 else None
+
+
+def _recorded(v: Any) -> bool:
+    """Whether v was made by an operator that recorded it in a graph (two children)."""
+    if hasattr(v, "_prev"):
+        return len(v._prev) == 2
+    return getattr(v, "grad_fn", None) is not None  # (torch)
+
+
+def _children(engine: Engine, v: Any) -> list[Any]:
+    """v's children as Python objects, where asking for them does not change the graph: not on
+    the compiled engine (its inner nodes get a Python object only when asked) nor on torch."""
+    if engine.kind == "compiled" or not hasattr(v, "_prev"):
+        return []
+    return list(v._prev)
+
+
+def _arena_live(engine: Engine) -> int:
+    """The compiled arena's live nodes (0 for the other engines)."""
+    if engine.kind != "compiled":
+        return 0
+    from . import engine as selector
+
+    return int(selector._load_compiled().arena_stats()["live"])
+
+
 def _demo_model(engine: Engine) -> Any:
     """The demo's MLP(2, [16, 16, 1]), 337 parameters, micrograd's weights for seed 1337."""
     random.seed(1337)
@@ -738,6 +851,7 @@ def _demo_case(engine: Engine, points: int, verify: bool = True,
 
     def check() -> Result:
         return dict(first_loss=first_loss, first_step_loss=float(losses[0]),
+                    second_step_loss=_second(losses),
                     last_loss=float(losses[-1]), parameters=len(model.parameters()))
 
     return Case(workload, engine, 1, None, run, check, extra=dict(points=points))
@@ -801,7 +915,8 @@ def _demo_replayed_case(engine: Engine, points: int, verify: bool) -> Case:
 
     def check() -> Result:
         # the first recompute() sees the untrained weights: the demo's loss before training
-        return dict(first_step_loss=float(losses[0]), last_loss=float(losses[-1]),
+        return dict(first_step_loss=float(losses[0]), second_step_loss=_second(losses),
+                    last_loss=float(losses[-1]),
                     parameters=len(params))
 
     return Case("demo-step-replayed", engine, 1, None, run, check,
@@ -867,7 +982,8 @@ def _digits_case(engine: Engine, batch: int) -> Case:
         losses.append(digits_train_step(model, Xb, yb, engine.const))
 
     def check() -> Result:
-        return dict(first_step_loss=losses[0], last_loss=losses[-1],
+        return dict(first_step_loss=losses[0], second_step_loss=_second(losses),
+                    last_loss=losses[-1],
                     parameters=len(model.parameters()))
 
     return Case("digits-step", engine, 1, None, run, check, extra=dict(batch=batch))
@@ -986,7 +1102,8 @@ def _custom_op_case(engine: Engine) -> Case:
         losses.append(custom_op_train_step(model, LECTURE_XS, LECTURE_YS))
 
     def check() -> Result:
-        return dict(first_step_loss=losses[0], last_loss=losses[-1],
+        return dict(first_step_loss=losses[0], second_step_loss=_second(losses),
+                    last_loss=losses[-1],
                     parameters=len(model.parameters()))
 
     return Case("custom-op-step", engine, 1, None, run, check,
@@ -1092,10 +1209,15 @@ def _teardown_case(engine: Engine, width: int, layers: int) -> Case:
     holder: Result = {}  # the graph's only reference, from setup() to run()
     probe: list[Any] = []  # a weak reference to the graph's output: freed or not
 
+    live_before: list[int] = []  # the compiled arena's live nodes before the graph was built
+
     def setup() -> None:
+        live_before[:] = [_arena_live(engine)]
         out, leaves, h, _ = build_backward_graph(engine, width, layers)
         out.backward()
-        probe[:] = [weakref.ref(out)]
+        # the output, a leaf and the output's children (the compiled engine's inner nodes have
+        # no Python object unless asked: its arena's count of live nodes says the rest)
+        probe[:] = [weakref.ref(v) for v in [out, leaves[0], *_children(engine, out)]]
         holder["graph"] = (out, leaves, h)
 
     def run() -> None:
@@ -1104,7 +1226,8 @@ def _teardown_case(engine: Engine, width: int, layers: int) -> Case:
             gc.collect()
 
     def check() -> Result:
-        return dict(freed=bool(probe) and probe[0]() is None, nodes=nodes)
+        return dict(freed=bool(probe) and all(ref() is None for ref in probe),
+                    arena_back=_arena_live(engine) == live_before[0], nodes=nodes)
 
     return Case("teardown", engine, nodes, setup, run, check,
                 extra=dict(width=width, layers=layers,
@@ -1315,7 +1438,8 @@ def machine_info() -> Result:
 # and torch scalars ~1 s to build the backward graph, so the slow engines get few rounds
 ROUNDS = {"fast": 15, "reference": 5, "micrograd": 3, "micrograd-gcoff": 3, "torch": 3}
 BUDGET_S = {"smoke": 0.0, "quick": 0.5, "default": 2.0, "full": 10.0}
-MIN_ROUNDS = {"smoke": 1, "quick": 1, "default": 2, "full": 3}  # however long they take
+MIN_ROUNDS = {"smoke": 2, "quick": 2, "default": 2, "full": 3}  # however long they take (two:
+# a training step is checked after its first update too, see wrong_results)
 
 
 @contextlib.contextmanager
@@ -1443,6 +1567,14 @@ def _run_timed(workload: str, present: dict[str, Engine], sizes: dict[str, Any],
             spent[name] += time.perf_counter() - begin  # the budget counts the untimed parts too
             runs[name].append(case.per_unit(end - start))
     for name, case in cases.items():
+        try:
+            wrong = wrong_results(workload, checks[name], sizes)
+        except Exception as exc:  # (the reference engine itself failed)
+            wrong = [f"not checked: {type(exc).__name__}: {exc}"]
+        if wrong:  # reported, not timed
+            entry.setdefault("errors", {})[name] = "computed something else: " + "; ".join(wrong)
+            entry.setdefault("wrong", []).append(name)
+            continue
         entry["engines"][name] = dict(best=min(runs[name]), median=statistics.median(runs[name]),
                                       runs=runs[name], count=case.count,
                                       extra=dict(case.extra, **checks[name]))
@@ -1663,6 +1795,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.plot:
         plot_ratios(report, args.plot)
         print(f"plot saved to {args.plot}")
+    wrong = [f"{workload} on {name}" for workload, entry in report["results"].items()
+             for name in entry.get("wrong", ())]
+    if wrong:  # an engine that computes something else fails the run
+        print(f"wrong results, not timed: {', '.join(wrong)}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -518,6 +518,58 @@ def test_replayed_and_optimizer_workloads_say_why_they_are_skipped():
             mb.make_case("optimizer-step", engine, "smoke")
 
 
+def test_no_engine_computed_something_else(report):
+    """Every engine passed mb.wrong_results (the command line's check of what was timed), and a
+    training step timed twice or more was checked after its first update too."""
+    for workload, entry in report["results"].items():
+        assert not entry.get("wrong"), (workload, entry.get("errors"))
+    for workload in ("demo-step", "custom-op-step"):
+        for name, result in report["results"][workload]["engines"].items():
+            assert len(result["runs"]) < 2 or result["extra"]["second_step_loss"] is not None
+
+
+def _break_reference(how, monkeypatch):
+    """Make the reference engine compute something else, in one way."""
+    from micrograd_fast import reference
+
+    if how == "backward":  # backward() does nothing
+        monkeypatch.setattr(reference.Value, "backward", lambda self: None)
+    elif how == "no graph":  # + computes the number but records no graph
+        monkeypatch.setattr(reference.Value, "__add__",
+                            lambda self, o: reference.Value(self.data + getattr(o, "data", o)))
+    elif how == "leak":  # every Value ever made is kept: teardown frees nothing
+        kept = []
+        init = reference.Value.__init__
+
+        def keep(self, *args, **kwargs):
+            init(self, *args, **kwargs)
+            kept.append(self)
+        monkeypatch.setattr(reference.Value, "__init__", keep)
+
+
+@pytest.mark.parametrize("how, workloads", [
+    ("backward", ["backward-layered", "demo-step", "custom-op-step"]),
+    ("no graph", ["binary-op"]),
+    ("leak", ["teardown"]),
+])
+def test_an_engine_that_computes_something_else_is_reported_not_timed(how, workloads,
+                                                                      monkeypatch, capsys):
+    sizes = mb.SIZES["smoke"]
+    for workload in workloads:  # the oracle's numbers, before the engine is broken
+        if workload in mb.COMPARED:
+            mb.reference_values(workload, sizes)
+    _break_reference(how, monkeypatch)
+    code = mb.main(["--engines", "reference", "--size", "smoke", "--workloads", *workloads])
+    out = capsys.readouterr()
+    assert code == 1
+    for workload in workloads:
+        assert f"{workload} on reference: computed something else" in out.out, out.out
+    assert "wrong results, not timed" in out.err
+    table = out.out.split("ratios:")[0]
+    assert not any(line.startswith(workloads[0]) and " reference " in line
+                   for line in table.splitlines())
+
+
 def test_teardown_frees_the_graph_in_the_timed_body():
     for name in ("reference", "micrograd"):
         try:
