@@ -39,3 +39,11 @@ def test_demo_step_replayed(make_case, run_case, reference_first_loss):
     # the first replayed step evaluates the untrained model: the demo's starting loss
     assert math.isclose(result["first_step_loss"], reference_first_loss, rel_tol=1e-9)
     assert math.isfinite(result["last_loss"])
+
+
+def test_demo_step_own_nn(make_case, run_case, reference_first_loss):
+    result = run_case(make_case("demo-step-own-nn"))
+    assert result["parameters"] == 337
+    # micrograd's nn.py code, micrograd's draws: the demo's starting loss again
+    assert math.isclose(result["first_step_loss"], reference_first_loss, rel_tol=1e-9)
+    assert math.isfinite(result["last_loss"])

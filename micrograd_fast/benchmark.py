@@ -100,6 +100,7 @@ UNITS = {
     "backward-mlp": "µs/backward",
     "demo-step": "ms/step",
     "demo-step-replayed": "ms/step",
+    "demo-step-own-nn": "ms/step",
     "digits-step": "ms/step",
     "custom-op-step": "ms/step",
     "param-loop": "µs/loop",
@@ -413,6 +414,7 @@ COMPARED = {
     "backward-mlp": ("loss", "grad_sq_sum"),
     "demo-step": ("first_step_loss", "second_step_loss"),
     "demo-step-replayed": ("first_step_loss", "second_step_loss"),
+    "demo-step-own-nn": ("first_step_loss", "second_step_loss"),
     "digits-step": ("first_step_loss", "second_step_loss"),
     "custom-op-step": ("first_step_loss", "second_step_loss"),
 }
@@ -835,9 +837,9 @@ def _backward_mlp_case(engine: Engine, points: int) -> Case:
 
 
 def _demo_case(engine: Engine, points: int, verify: bool = True,
-               workload: str = "demo-step") -> Case:
+               workload: str = "demo-step", model: Any = None) -> Case:
     X, y = demo.make_moons(n_samples=points, seed=1337)
-    model = _demo_model(engine)
+    model = model if model is not None else _demo_model(engine)
     Value = engine.const
     first_loss = None
     if verify:  # the loss before any step: the same on every engine (same seed, same weights)
@@ -855,6 +857,71 @@ def _demo_case(engine: Engine, points: int, verify: bool = True,
                     last_loss=float(losses[-1]), parameters=len(model.parameters()))
 
     return Case(workload, engine, 1, None, run, check, extra=dict(points=points))
+
+
+class ScriptNeuron:
+    """micrograd's nn.Neuron as a script that has its own copy of nn.py defines it, over an
+    engine's Value: ``sum((wi * xi for wi, xi in zip(self.w, x)), self.b)`` -- two nodes and a
+    Python step per input, nothing fused -- then relu. The same draws as micrograd's."""
+
+    def __init__(self, Value: Callable[[float], Any], nin: int, nonlin: bool = True) -> None:
+        self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
+        self.b = Value(0)
+        self.nonlin = nonlin
+
+    def __call__(self, x: Sequence[Any]) -> Any:
+        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        return act.relu() if self.nonlin else act
+
+    def parameters(self) -> list[Any]:
+        return self.w + [self.b]
+
+
+class ScriptLayer:
+    def __init__(self, Value: Callable[[float], Any], nin: int, nout: int, **kwargs: Any) -> None:
+        self.neurons = [ScriptNeuron(Value, nin, **kwargs) for _ in range(nout)]
+
+    def __call__(self, x: Sequence[Any]) -> Any:
+        out = [n(x) for n in self.neurons]
+        return out[0] if len(out) == 1 else out
+
+    def parameters(self) -> list[Any]:
+        return [p for n in self.neurons for p in n.parameters()]
+
+
+class ScriptMLP:
+    """micrograd's nn.MLP as plain Python classes of the script's own (see ScriptNeuron)."""
+
+    def __init__(self, Value: Callable[[float], Any], nin: int, nouts: list[int]) -> None:
+        sz = [nin] + nouts
+        self.layers = [ScriptLayer(Value, sz[i], sz[i + 1], nonlin=i != len(nouts) - 1)
+                       for i in range(len(nouts))]
+
+    def __call__(self, x: Sequence[Any]) -> Any:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def parameters(self) -> list[Any]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = 0
+
+
+def _demo_own_nn_case(engine: Engine, points: int, verify: bool) -> Case:
+    """demo-step with the script's own copy of micrograd's nn.py (ScriptMLP) over the engine's
+    Value: what a lecture-style script that only swaps its Value import gets. For upstream this
+    is its own nn; torch's demo-step is this structure already."""
+    if engine.name == "torch":
+        raise WorkloadUnavailable("torch's demo-step row is micrograd's nn structure already "
+                                  "(and p.grad = 0 does not take on a tensor)")
+    random.seed(1337)
+    model = ScriptMLP(engine.Value, 2, [16, 16, 1])
+    case = _demo_case(engine, points, verify, workload="demo-step-own-nn", model=model)
+    case.extra["nn"] = "the script's own copy of micrograd's nn.py"
+    return case
 
 
 def _fast_module(name: str) -> Any:
@@ -1248,6 +1315,7 @@ _BUILDERS: dict[str, Callable[[Engine, dict[str, Any], bool], Case]] = {
     "backward-mlp": lambda e, s, v: _backward_mlp_case(e, s["demo_points"]),
     "demo-step": lambda e, s, v: _demo_case(e, s["demo_points"], v),
     "demo-step-replayed": lambda e, s, v: _demo_replayed_case(e, s["demo_points"], v),
+    "demo-step-own-nn": lambda e, s, v: _demo_own_nn_case(e, s["demo_points"], v),
     "digits-step": lambda e, s, v: _digits_case(e, s["digits_batch"]),
     "custom-op-step": lambda e, s, v: _custom_op_case(e),
     "param-loop": lambda e, s, v: _sgd_case("param-loop", e, s["reps"]),
@@ -1582,17 +1650,19 @@ def _run_timed(workload: str, present: dict[str, Engine], sizes: dict[str, Any],
 
 
 def add_ratios(entry: Result) -> None:
-    """ratios[baseline] = baseline's best / engine's best: how many times faster (or smaller) the
-    engine is. Not defined for deepest-chain (bigger is better there, and 0 happens)."""
+    """ratios[baseline] = baseline's median / engine's median: how many times faster (or smaller)
+    the engine is. Medians, not bests: the engines get different numbers of rounds (upstream's
+    are slow), and the best of many rounds would flatter the engine that ran more. Not defined
+    for deepest-chain (bigger is better there, and 0 happens)."""
     if entry["unit"] == "nodes":
         for result in entry["engines"].values():
             result["ratios"] = {}
         return
     for result in entry["engines"].values():
         result["ratios"] = {
-            base: entry["engines"][base]["best"] / result["best"]
+            base: entry["engines"][base]["median"] / result["median"]
             for base in BASELINES
-            if base in entry["engines"] and result["best"] > 0
+            if base in entry["engines"] and result["median"] > 0
         }
 
 
@@ -1654,7 +1724,8 @@ def format_table(report: Result) -> str:
             lines.append("")
         last = row[0]
         lines.append(fmt(row))
-    lines += ["", "ratios: baseline's best / engine's best (x times faster, or smaller for B/node)"]
+    lines += ["", "ratios: baseline's median / engine's median (x times faster, or smaller for "
+              "B/node); medians, as the engines ran different numbers of rounds"]
     lines += notes
     if "deepest-chain" in report["results"]:
         lines.append("deepest-chain: the longest chain (nodes, by decades from 10^3) that "
@@ -1677,6 +1748,9 @@ NOTES = {
                     "w·x + b one node where micrograd makes 2n",
     "demo-step-replayed": "micrograd_fast replays one retained graph (recompute, zero_grad, "
                           "backward, optimizer step); the other engines run their eager step",
+    "demo-step-own-nn": "the demo step with the script's own copy of micrograd's nn.py over "
+                        "each engine's Value (2n nodes per neuron, nothing fused): what a script "
+                        "that swaps only its Value import gets; demo-step uses each engine's nn",
     "custom-op-step": "every neuron's tanh is a hand-built op (a Python _backward closure, the "
                       "lecture's way): the engine calls back into Python for each",
     "optimizer-step": "micrograd_fast.optim.SGD and torch.optim.SGD; the other engines run the "
