@@ -1869,6 +1869,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.plot:
         plot_ratios(report, args.plot)
         print(f"plot saved to {args.plot}")
+    if not any(info["available"] for info in report["engines"].values()):
+        print("no engine to run: none of those asked for is installed here", file=sys.stderr)
+        return 1
     wrong = [f"{workload} on {name}" for workload, entry in report["results"].items()
              for name in entry.get("wrong", ())]
     if wrong:  # an engine that computes something else fails the run

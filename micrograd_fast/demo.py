@@ -335,7 +335,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.engine == "fast":
         from .engine import BACKEND
 
-        backend = f" ({BACKEND})"
+        # (the default engine is the reference when MICROGRAD_FAST_PURE_PYTHON is set)
+        backend = " (cython)" if BACKEND == "cython" else \
+            " (pure Python: MICROGRAD_FAST_PURE_PYTHON is set)"
     else:
         backend = ""
     print(f"engine {args.engine}{backend}: MLP(2, [16, 16, 1]) with {len(model.parameters())} "

@@ -646,3 +646,14 @@ def test_bench_suite_smoke_runs():
     passed = re.search(r"(\d+) passed", proc.stdout)
     assert passed and int(passed.group(1)) > 0, proc.stdout[-2000:]
     assert "micrograd_fast benchmark summary" in proc.stdout
+
+
+def test_cli_fails_when_no_engine_asked_for_is_installed(monkeypatch, capsys):
+    def absent(name):
+        raise mb.EngineUnavailable(f"{name} is not installed")
+
+    monkeypatch.setattr(mb, "load_engine", absent)
+    assert mb.main(["--engines", "micrograd", "--size", "smoke", "--workloads", "binary-op"]) == 1
+    out = capsys.readouterr()
+    assert "skipped: micrograd (micrograd is not installed)" in out.out
+    assert "no engine to run" in out.err
