@@ -254,61 +254,71 @@ def available_engines(names: Iterable[str] = ENGINES) -> tuple[dict[str, Engine]
     return present, absent
 
 
+class ScriptNeuron:
+    """micrograd's nn.Neuron as a script that has its own copy of nn.py defines it, over an
+    engine's Value: ``sum((wi * xi for wi, xi in zip(self.w, x)), self.b)`` -- two nodes and a
+    Python step per input, nothing fused -- then relu. The same draws as micrograd's."""
+
+    def __init__(self, Value: Callable[[float], Any], nin: int, nonlin: bool = True) -> None:
+        self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
+        self.b = Value(0)
+        self.nonlin = nonlin
+
+    def __call__(self, x: Sequence[Any]) -> Any:
+        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
+        return act.relu() if self.nonlin else act
+
+    def parameters(self) -> list[Any]:
+        return self.w + [self.b]
+
+
+class ScriptLayer:
+    def __init__(self, Value: Callable[[float], Any], nin: int, nout: int, **kwargs: Any) -> None:
+        self.neurons = [ScriptNeuron(Value, nin, **kwargs) for _ in range(nout)]
+
+    def __call__(self, x: Sequence[Any]) -> Any:
+        out = [n(x) for n in self.neurons]
+        return out[0] if len(out) == 1 else out
+
+    def parameters(self) -> list[Any]:
+        return [p for n in self.neurons for p in n.parameters()]
+
+
+class ScriptMLP:
+    """micrograd's nn.MLP as plain Python classes of the script's own (see ScriptNeuron)."""
+
+    def __init__(self, Value: Callable[[float], Any], nin: int, nouts: list[int],
+                 cleared_grad: Any = 0) -> None:
+        self.cleared_grad = cleared_grad  # what zero_grad() sets: micrograd's 0 (torch: None)
+        sz = [nin] + nouts
+        self.layers = [ScriptLayer(Value, sz[i], sz[i + 1], nonlin=i != len(nouts) - 1)
+                       for i in range(len(nouts))]
+
+    def __call__(self, x: Sequence[Any]) -> Any:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def parameters(self) -> list[Any]:
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def zero_grad(self) -> None:
+        for p in self.parameters():
+            p.grad = self.cleared_grad
+
+
 def _torch_nn(torch: Any) -> types.SimpleNamespace:
-    """micrograd's nn.py over 0-dim torch tensors: same structure, same initialization order,
-    same math (a neuron is sum(w_i * x_i, start=b), then relu), so after random.seed(s) it holds
-    micrograd's parameters."""
+    """micrograd's nn.py over 0-dim torch tensors (ScriptMLP, its leaves tensors): same structure,
+    same initialization order, same math (a neuron is sum(w_i * x_i, start=b), then relu), so
+    after random.seed(s) it holds micrograd's parameters."""
 
     def param(x: float) -> Any:
         return torch.tensor(float(x), dtype=torch.float64, requires_grad=True)
 
-    class Module:
-        def zero_grad(self) -> None:
-            for p in self.parameters():
-                p.grad = None  # a tensor's grad cannot be the int 0
+    def mlp(nin: int, nouts: list[int]) -> ScriptMLP:
+        return ScriptMLP(param, nin, nouts, cleared_grad=None)  # (a tensor's grad: not the int 0)
 
-        def parameters(self) -> list[Any]:
-            return []
-
-    class Neuron(Module):
-        def __init__(self, nin: int, nonlin: bool = True) -> None:
-            self.w = [param(random.uniform(-1, 1)) for _ in range(nin)]
-            self.b = param(0)
-            self.nonlin = nonlin
-
-        def __call__(self, x: Sequence[Any]) -> Any:
-            act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
-            return act.relu() if self.nonlin else act
-
-        def parameters(self) -> list[Any]:
-            return self.w + [self.b]
-
-    class Layer(Module):
-        def __init__(self, nin: int, nout: int, nonlin: bool = True) -> None:
-            self.neurons = [Neuron(nin, nonlin=nonlin) for _ in range(nout)]
-
-        def __call__(self, x: Sequence[Any]) -> Any:
-            out = [n(x) for n in self.neurons]
-            return out[0] if len(out) == 1 else out
-
-        def parameters(self) -> list[Any]:
-            return [p for n in self.neurons for p in n.parameters()]
-
-    class MLP(Module):
-        def __init__(self, nin: int, nouts: list[int]) -> None:
-            sz = [nin] + nouts
-            self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != len(nouts) - 1)
-                           for i in range(len(nouts))]
-
-        def __call__(self, x: Any) -> Any:
-            for layer in self.layers:
-                x = layer(x)
-            return x
-
-        def parameters(self) -> list[Any]:
-            return [p for layer in self.layers for p in layer.parameters()]
-
-    return types.SimpleNamespace(Module=Module, Neuron=Neuron, Layer=Layer, MLP=MLP)
+    return types.SimpleNamespace(MLP=mlp)
 
 
 def _version() -> str:
@@ -857,57 +867,6 @@ def _demo_case(engine: Engine, points: int, verify: bool = True,
                     last_loss=float(losses[-1]), parameters=len(model.parameters()))
 
     return Case(workload, engine, 1, None, run, check, extra=dict(points=points))
-
-
-class ScriptNeuron:
-    """micrograd's nn.Neuron as a script that has its own copy of nn.py defines it, over an
-    engine's Value: ``sum((wi * xi for wi, xi in zip(self.w, x)), self.b)`` -- two nodes and a
-    Python step per input, nothing fused -- then relu. The same draws as micrograd's."""
-
-    def __init__(self, Value: Callable[[float], Any], nin: int, nonlin: bool = True) -> None:
-        self.w = [Value(random.uniform(-1, 1)) for _ in range(nin)]
-        self.b = Value(0)
-        self.nonlin = nonlin
-
-    def __call__(self, x: Sequence[Any]) -> Any:
-        act = sum((wi * xi for wi, xi in zip(self.w, x)), self.b)
-        return act.relu() if self.nonlin else act
-
-    def parameters(self) -> list[Any]:
-        return self.w + [self.b]
-
-
-class ScriptLayer:
-    def __init__(self, Value: Callable[[float], Any], nin: int, nout: int, **kwargs: Any) -> None:
-        self.neurons = [ScriptNeuron(Value, nin, **kwargs) for _ in range(nout)]
-
-    def __call__(self, x: Sequence[Any]) -> Any:
-        out = [n(x) for n in self.neurons]
-        return out[0] if len(out) == 1 else out
-
-    def parameters(self) -> list[Any]:
-        return [p for n in self.neurons for p in n.parameters()]
-
-
-class ScriptMLP:
-    """micrograd's nn.MLP as plain Python classes of the script's own (see ScriptNeuron)."""
-
-    def __init__(self, Value: Callable[[float], Any], nin: int, nouts: list[int]) -> None:
-        sz = [nin] + nouts
-        self.layers = [ScriptLayer(Value, sz[i], sz[i + 1], nonlin=i != len(nouts) - 1)
-                       for i in range(len(nouts))]
-
-    def __call__(self, x: Sequence[Any]) -> Any:
-        for layer in self.layers:
-            x = layer(x)
-        return x
-
-    def parameters(self) -> list[Any]:
-        return [p for layer in self.layers for p in layer.parameters()]
-
-    def zero_grad(self) -> None:
-        for p in self.parameters():
-            p.grad = 0
 
 
 def _demo_own_nn_case(engine: Engine, points: int, verify: bool) -> Case:
