@@ -1788,7 +1788,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     )
     parser.add_argument("--quick", action="store_true",
                         help="small sizes: under a minute with every engine (the default "
-                        "sizes: about a minute and a half here)")
+                        "sizes: about two minutes here)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--engines", nargs="+", metavar="ENGINE",
                         help=f"engines to run (default: all present of {', '.join(ENGINES)}); "
