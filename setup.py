@@ -35,13 +35,8 @@ extensions = [
     for pyx in sorted(SRC.glob("*.pyx"))
 ]
 
-if os.environ.get("MICROGRAD_FAST_PURE_PYTHON", "") not in ("", "0"):
-    # a machine without a C compiler: a pure-Python wheel (the reference engine), nothing built;
-    # the same variable, set when it runs, selects that engine
-    extensions = []
-
 setup(
-    ext_modules=[] if not extensions else cythonize(
+    ext_modules=cythonize(
         extensions,
         include_path=["src"],
         compiler_directives={"language_level": "3", "embedsignature": True,

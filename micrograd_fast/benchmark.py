@@ -492,10 +492,12 @@ def wrong_results(workload: str, result: Result, sizes: dict[str, Any]) -> list[
         want(r["max_rel_err"] <= 1e-12, f"parameters off by {r['max_rel_err']:.3g} (relative)")
     elif workload == "zero-grad":
         want(r["nonzero_grads"] == 0, f"{r['nonzero_grads']} grads not zeroed")
-    if workload in COMPARED:
+    if workload in COMPARED:  # (the callers run these at least twice: a second step's loss)
         expected = reference_values(workload, sizes)
         for key in COMPARED[workload]:
-            if r.get(key) is not None:  # (None: a single round, no second step)
+            if r.get(key) is None:
+                wrong.append(f"no {key} reported")
+            else:
                 want(close(r[key], expected[key]), f"{key} {r[key]!r}, the reference engine's "
                      f"{expected[key]!r}")
     return wrong
@@ -1253,7 +1255,8 @@ def _teardown_case(engine: Engine, width: int, layers: int) -> Case:
 
     def check() -> Result:
         return dict(freed=bool(probe) and all(ref() is None for ref in probe),
-                    arena_back=_arena_live(engine) == live_before[0], nodes=nodes)
+                    # (<=: a collection during setup may free older, unrelated Values)
+                    arena_back=_arena_live(engine) <= live_before[0], nodes=nodes)
 
     return Case("teardown", engine, nodes, setup, run, check,
                 extra=dict(width=width, layers=layers,

@@ -26,15 +26,9 @@ class Module:
             params = list(params)
         try:
             _engine.zero_grads(params)  # one C loop
-        except TypeError:  # not all Values (then none is zeroed)
-            for p in params:
-                if not hasattr(p, "grad"):  # micrograd's p.grad = 0 fails on it: the same error
-                    raise AttributeError(
-                        f"{type(p).__name__!r} object has no attribute 'grad': zero_grad() sets "
-                        "p.grad = 0 for each of parameters(), as micrograd's does (nothing was "
-                        "zeroed)") from None
-            for p in params:  # a script's own parameter objects: as micrograd, p.grad = 0
-                p.grad = 0
+        except TypeError:  # not all Values (then none is zeroed): micrograd's own loop, which
+            for p in params:  # sets p.grad = 0 on whatever takes it (a script's own parameter
+                p.grad = 0  # objects) and raises on what does not (a float: AttributeError)
 
     def parameters(self) -> list[Value]:
         return []

@@ -536,30 +536,27 @@ def test_neuron_changed_inside_a_loop_is_seen(engine, ref):
 
 
 @pytest.mark.parametrize("bad, error", [("float", AttributeError), ("tuple", TypeError)])
-def test_layer_zero_grad_changes_nothing_when_it_fails(engine, bad, error):
-    """A weight that is not a Value in a later neuron: zero_grad() raises micrograd's error --
-    a float has no grad to set to 0; a tuple of weights cannot be added to [b] -- before any
-    grad of the layer is set (the reference builds the whole list first)."""
-    random.seed(2)
-    model = engine.nn.MLP(2, [3, 1], act="tanh")
-    model([1.0, 2.0]).backward()
-    layer = model.layers[0]
-    if bad == "float":
-        layer.neurons[2].w[0] = 0.5
-    else:
-        layer.neurons[2].w = tuple(layer.neurons[2].w)
-    before = [v.grad for n in layer.neurons[:2] for v in n.w + [n.b]]
-    assert any(before)
-    with pytest.raises(error):
-        layer.zero_grad()
-    assert [v.grad for n in layer.neurons[:2] for v in n.w + [n.b]] == before
-    if bad == "float":  # upstream raises the same error (having zeroed what came before)
-        mg = upstream_nn()
+def test_layer_zero_grad_fails_as_micrograds(engine, bad, error):
+    """A weight that is not a Value in a later neuron: zero_grad() raises micrograd's error, and
+    leaves the grads as micrograd's loop does -- a float has no grad to set to 0, so what comes
+    before it is zeroed; a tuple of weights cannot be added to [b] when the list is built, so
+    nothing is."""
+    def run(nn):
         random.seed(2)
-        theirs = mg.MLP(2, [3, 1])
-        theirs.layers[0].neurons[2].w[0] = 0.5
+        model = nn.MLP(2, [3, 1])
+        model([1.0, 2.0]).backward()
+        layer = model.layers[0]
+        if bad == "float":
+            layer.neurons[2].w[0] = 0.5
+        else:
+            layer.neurons[2].w = tuple(layer.neurons[2].w)
         with pytest.raises(error):
-            theirs.layers[0].zero_grad()
+            layer.zero_grad()
+        return [v.grad for n in layer.neurons[:2] for v in n.w + [n.b]]
+
+    grads = run(engine.nn)
+    assert grads == run(upstream_nn())
+    assert not any(grads) if bad == "float" else any(grads)
 
 
 def test_layer_fields_rebound_by_a_gc_callback_mid_forward(engine):
@@ -650,8 +647,7 @@ class _Scalar:
 
 def test_zero_grad_of_a_module_with_parameters_of_its_own(engine):
     """Module.zero_grad() sets p.grad = 0 on whatever parameters() gives, as micrograd's does;
-    one without a grad attribute is the AttributeError micrograd's p.grad = 0 raises on it, and
-    nothing is zeroed."""
+    one that takes no attribute raises micrograd's AttributeError, after those before it."""
     w = engine.Value(2.0)
     w.grad = 3.0
     s = _Scalar()
@@ -668,7 +664,14 @@ def test_zero_grad_of_a_module_with_parameters_of_its_own(engine):
     w.grad = s.grad = 3.0
     with pytest.raises(AttributeError, match="'float' object has no attribute 'grad'"):
         Model([w, s, 0.5]).zero_grad()
-    assert (w.grad, s.grad) == (3.0, 3.0)
+    assert (w.grad, s.grad) == (0.0, 0)
+
+    class Bare:  # no grad yet: micrograd's p.grad = 0 gives it one
+        pass
+
+    bare = Bare()
+    Model([w, bare]).zero_grad()
+    assert bare.grad == 0
 
 
 def test_layers_hand_neurons_of_the_scripts_own_what_they_are_given(engine):
@@ -695,3 +698,41 @@ def test_layers_hand_neurons_of_the_scripts_own_what_they_are_given(engine):
     assert y.data == last.w[0].data * max(0.0, first.w[0].data * 3.0)
     y.backward()
     assert first.w[0].grad == (last.w[0].data * 3.0 if first.w[0].data > 0 else 0.0)
+
+
+@pytest.mark.parametrize("nouts, at", [([4, 3, 2], 0), ([4, 3, 2], 1), ([4, 4, 3, 2], 2)])
+def test_a_layer_of_the_scripts_own_may_hand_on_an_iterator(engine, ref, nouts, at):
+    """A script's layer that returns an iterator: each neuron of the next layer draws its own
+    share of it, as micrograd's zip does, wherever the layer stands in the MLP."""
+
+    class IterLayer:
+        def __call__(self, x):
+            return iter([xi * 2 for xi in x])
+
+        def parameters(self):
+            return []
+
+    def run(nn):
+        random.seed(5)
+        model = nn.MLP(4, list(nouts))
+        model.layers.insert(at, IterLayer())
+        return [v.data for v in model([1.0, -2.0, 3.0, 0.5])]
+
+    got = run(engine.nn)
+    assert got == run(ref.nn) == run(upstream_nn())
+
+
+def test_a_layer_never_iterates_what_its_neurons_do_not(engine):
+    """x whose __iter__ raises: micrograd's Layer hands it to each neuron as it is, so neurons
+    that do not iterate it (or no neurons at all) never raise."""
+
+    class Weird:
+        def __iter__(self):
+            raise ValueError("not iterable today")
+
+    layer = engine.nn.Layer(2, 0)
+    assert layer(Weird()) == []
+    layer.neurons = [lambda x: 42, lambda x: 43]
+    assert layer(Weird()) == [42, 43]
+    with pytest.raises(ValueError, match="not iterable today"):
+        engine.nn.Layer(2, 2)(Weird())

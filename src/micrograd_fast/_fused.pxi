@@ -157,6 +157,10 @@ cdef object _mlp(list layers, object x, object layer_type, object neuron_type):
                 else:
                     x = lay(x)
                 continue
+            if held.idx == NULL and _iterator(x):  # (from a layer of the script's own) drawn
+                after = None  # from as read, a share per neuron: the layer's neurons one by one
+                x = lay(x)
+                continue
             if held.idx == NULL:  # Values in (kept alive by xseq meanwhile): as indices
                 xseq = x if type(x) is list or type(x) is tuple else list(x)
                 if not _all_live(xseq):  # numbers among them: the Values way
@@ -460,7 +464,7 @@ cdef bint _iterator(object x) except -1:
         return False
     try:
         it = iter(x)
-    except TypeError:
+    except Exception:  # (whatever its __iter__ raises: a neuron that iterates x raises it)
         return True
     return it is x
 
