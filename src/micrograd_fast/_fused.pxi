@@ -60,8 +60,9 @@ def layer(neurons, x, neuron_type):
     n.nonlin -- so the nodes, their numbers and their creation order are the same, without a
     Python call per neuron (and the dot node gets no facade: nobody holds it). Any other neuron
     (a subclass, say) is called; so is every neuron once a script has given Value a relu, tanh
-    or sigmoid of its own (`Value.relu = my_relu`), which Neuron.__call__ then calls."""
-    if not _activations_ours() or _iterator(x):
+    or sigmoid of its own (`Value.relu = my_relu`), which Neuron.__call__ then calls. (An x
+    that is drawn from as it is read, or not iterable, goes to each neuron as it is: _layer.)"""
+    if not _activations_ours():
         return [n(x) for n in neurons]
     return _layer(neurons, x, neuron_type)
 
@@ -75,7 +76,7 @@ def mlp(layers, x, layer_type, neuron_type):
     its one Value when it has one neuron -- without a Python call per layer. Any other layer is
     called. Between two such layers of plain Neurons the values pass as node indices: the
     same nodes in the same order, without a facade for each hidden neuron's output."""
-    if not _activations_ours() or _iterator(x):  # (as layer())
+    if not _activations_ours():  # (as layer(); _mlp hands an iterator x to the layer's neurons)
         for lay in layers:
             x = lay(x)
         return x
@@ -257,7 +258,7 @@ cdef Py_ssize_t _neuron_on_indices(object ws, int32_t* xi, Py_ssize_t m, object 
 cdef list _layer(object neurons, object x, object neuron_type):
     cdef list out = []
     cdef object xseq
-    if _iterator(x):  # (a layer that _mlp hands Values to may get a single one)
+    if _iterator(x):  # (as layer() or _mlp got it: drawn from as read, one Value, a number)
         return [n(x) for n in neurons]
     xseq = x if _seq(x) else list(x)
     cdef PyObject* w
